@@ -1,0 +1,48 @@
+"""Command-line parsing shared by the entry points: ``--config file.yaml`` gives defaults, flags override."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+
+def parse_args(
+    dataclass_types: tuple[type, ...], argv: list[str] | None = None, prog: str | None = None
+) -> tuple[Any, ...]:
+    """Parse ``argv`` into instances of ``dataclass_types``, with defaults from an optional YAML preset.
+
+    Args:
+        dataclass_types: the argument dataclasses, as for ``HfArgumentParser``.
+        argv: the arguments (default: ``sys.argv[1:]``); ``--config PATH`` names a YAML file of
+            ``field: value`` pairs that replace the dataclass defaults.
+        prog: the program name shown by ``--help``.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser(dataclass_types, prog=prog)
+    parser.add_argument("--config", type=Path, help="YAML preset of defaults; command-line flags override it.")
+    if known.config is not None:
+        parser.set_defaults(**load_preset(known.config, dataclass_types))
+    # The parser returns the dataclasses and, last, a namespace holding the already-read --config.
+    *parsed, _ = parser.parse_args_into_dataclasses(args=rest)
+    return tuple(parsed)
+
+
+def load_preset(path: Path, dataclass_types: tuple[type, ...]) -> dict[str, Any]:
+    """Read a YAML preset and check that every key is a known argument."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file")
+    preset = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(preset, dict):
+        raise ValueError(f"--config {path}: expected 'argument: value' pairs, got {type(preset).__name__}")
+    known = {field.name for cls in dataclass_types for field in dataclasses.fields(cls)}
+    unknown = sorted(set(preset) - known)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown argument(s) {unknown}")
+    return preset

@@ -1,0 +1,100 @@
+"""Command-line arguments as dataclasses, parsed by ``transformers.HfArgumentParser``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_HUB_DATASET = "dpdl-benchmark/oxford_flowers102"
+
+
+@dataclass
+class DataArguments:
+    """Where the images come from, and how missing splits and the synthetic set are made."""
+
+    dataset: str = field(
+        default=DEFAULT_HUB_DATASET,
+        metadata={
+            "help": "A Hub data set id, a local folder (Oxford distribution with jpg/ or 102flowers.tgz plus "
+            "imagelabels.mat and setid.mat; an imagefolder tree train/<class>/…; a save_to_disk folder), "
+            "or 'synthetic' for the built-in offline set."
+        },
+    )
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded and generated data are cached."})
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Share of train held out as validation when the source has no validation split."}
+    )
+    test_fraction: float = field(
+        default=0.1, metadata={"help": "Share of train held out as test when the source has no test split."}
+    )
+    split_seed: int = field(default=42, metadata={"help": "Seed of the stratified split that makes missing splits."})
+    synthetic_num_classes: int = field(default=102, metadata={"help": "Synthetic set: number of classes."})
+    synthetic_images_per_class: int = field(
+        default=80,
+        metadata={"help": "Synthetic set: images per class over all splits (80 gives 10/10/60 like Oxford)."},
+    )
+    synthetic_image_size: int = field(default=64, metadata={"help": "Synthetic set: shorter image side in pixels."})
+    synthetic_image_format: str = field(default="jpeg", metadata={"help": "Synthetic set: 'jpeg' or 'png'."})
+    synthetic_seed: int = field(
+        default=0, metadata={"help": "Synthetic set: seed; the same seed draws the same images."}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("validation_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"--{name} must lie strictly between 0 and 1, got {getattr(self, name)}")
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError("--validation_fraction plus --test_fraction must leave some images for training")
+        if self.synthetic_num_classes < 2:
+            raise ValueError(f"--synthetic_num_classes must be at least 2, got {self.synthetic_num_classes}")
+        if self.synthetic_images_per_class < 3:
+            raise ValueError("--synthetic_images_per_class must be at least 3 (one image per split)")
+        if self.synthetic_image_size < 16:
+            raise ValueError(f"--synthetic_image_size must be at least 16 pixels, got {self.synthetic_image_size}")
+        if self.synthetic_image_format not in ("jpeg", "png"):
+            raise ValueError(f"--synthetic_image_format must be 'jpeg' or 'png', got {self.synthetic_image_format!r}")
+
+
+@dataclass
+class TransformArguments:
+    """Preprocessing (taken from the timm model's data config unless overridden) and training augmentation."""
+
+    image_size: int | None = field(default=None, metadata={"help": "Input size override; default: the model's own."})
+    crop_pct: float | None = field(default=None, metadata={"help": "Eval centre-crop fraction override."})
+    interpolation: str | None = field(default=None, metadata={"help": "Override: bilinear, bicubic or nearest."})
+    mean: list[float] | None = field(default=None, metadata={"help": "Normalisation mean override (3 values)."})
+    std: list[float] | None = field(default=None, metadata={"help": "Normalisation std override (3 values)."})
+    min_crop_scale: float = field(
+        default=0.25, metadata={"help": "RandomResizedCrop: smallest crop area as a share of the image."}
+    )
+    hflip_prob: float = field(default=0.5, metadata={"help": "Probability of a horizontal flip."})
+    rotate_degrees: float = field(default=15.0, metadata={"help": "Random rotation within ± this many degrees."})
+    rotate_prob: float = field(default=0.5, metadata={"help": "Probability of a random rotation."})
+    color_jitter: float = field(
+        default=0.2, metadata={"help": "Brightness, contrast and saturation jitter strength (0 turns it off)."}
+    )
+    hue_jitter: float = field(
+        default=0.02, metadata={"help": "Hue jitter (fraction of the colour wheel); small, colour tells flowers apart."}
+    )
+    color_jitter_prob: float = field(default=0.8, metadata={"help": "Probability of colour jitter."})
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"--image_size must be at least 8, got {self.image_size}")
+        if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"--crop_pct must lie in (0, 1], got {self.crop_pct}")
+        if self.interpolation not in (None, "bilinear", "bicubic", "nearest"):
+            raise ValueError(f"--interpolation must be bilinear, bicubic or nearest, got {self.interpolation!r}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != 3:
+                raise ValueError(f"--{name} needs 3 values (R G B), got {value}")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError(f"--std values must be positive, got {self.std}")
+        if not 0.0 < self.min_crop_scale <= 1.0:
+            raise ValueError(f"--min_crop_scale must lie in (0, 1], got {self.min_crop_scale}")
+        if not 0.0 <= self.hue_jitter <= 0.5:
+            raise ValueError(f"--hue_jitter must lie in [0, 0.5], got {self.hue_jitter}")
+        for name in ("hflip_prob", "rotate_prob", "color_jitter_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name} must lie in [0, 1], got {getattr(self, name)}")

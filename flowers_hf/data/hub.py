@@ -1,0 +1,61 @@
+"""Flowers-102 copies on the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import logging
+
+import datasets
+from huggingface_hub import HfApi
+from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+logger = logging.getLogger(__name__)
+
+LOCAL_ALTERNATIVES = (
+    "Use a local source instead: --dataset PATH to the Oxford distribution (imagelabels.mat, setid.mat and jpg/ "
+    "or 102flowers.tgz), to an imagefolder tree (train/<class>/…, optional validation/ and test/), or to a "
+    "folder written by DatasetDict.save_to_disk; or --dataset synthetic for the built-in offline set. "
+    "A copy already in your Hugging Face cache loads with HF_HUB_OFFLINE=1."
+)
+
+
+class HubUnavailableError(ConnectionError):
+    """The Hub cannot be reached and the data set is not in the local cache."""
+
+
+def load_from_hub(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> datasets.DatasetDict:
+    """Download (or read from the cache) a Hub data set; fail fast with local alternatives when offline.
+
+    Args:
+        repo_id: the data set id, for example ``dpdl-benchmark/oxford_flowers102``.
+        revision: branch, tag or commit.
+        cache_dir: the ``datasets`` cache folder.
+    """
+    _check_reachable(repo_id, revision)
+    try:
+        loaded = datasets.load_dataset(repo_id, revision=revision, cache_dir=cache_dir)
+    except ConnectionError as error:
+        raise HubUnavailableError(
+            f"Could not load '{repo_id}' from the Hub or the cache ({error}). {LOCAL_ALTERNATIVES}"
+        ) from error
+    if not isinstance(loaded, datasets.DatasetDict):
+        loaded = datasets.DatasetDict({"train": loaded})
+    logger.info("Loaded %s from the Hub: %s", repo_id, {k: len(v) for k, v in loaded.items()})
+    return loaded
+
+
+def _check_reachable(repo_id: str, revision: str | None) -> None:
+    # One quick metadata request: without it, datasets retries for half a minute before it gives up offline.
+    try:
+        HfApi().dataset_info(repo_id, revision=revision, timeout=10)
+    except OfflineModeIsEnabled:
+        return  # HF_HUB_OFFLINE=1: datasets reads the cache, and says so if the data set is not there
+    except (RepositoryNotFoundError, GatedRepoError) as error:
+        raise ValueError(
+            f"'{repo_id}' is neither a local folder nor a data set on the Hub that you can read "
+            f"({type(error).__name__}). {LOCAL_ALTERNATIVES}"
+        ) from error
+    except Exception as error:  # the HTTP client's connection errors differ between huggingface_hub versions
+        raise HubUnavailableError(
+            f"Cannot reach the Hugging Face Hub to load '{repo_id}' ({type(error).__name__}: {error}). "
+            f"{LOCAL_ALTERNATIVES}"
+        ) from error

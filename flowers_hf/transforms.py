@@ -1,0 +1,168 @@
+"""On-the-fly image transforms: Albumentations for training, timm-exact resize and crop for evaluation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import albumentations as A
+import cv2
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import TransformArguments
+from .images import to_rgb
+from .preprocessing import Preprocessing
+
+_PIL_INTERPOLATION = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
+_CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+
+ImageTransform = Callable[[Image.Image], torch.Tensor]
+
+
+def build_train_transform(
+    prep: Preprocessing, aug: TransformArguments | None = None, seed: int | None = None
+) -> ImageTransform:
+    """Random resized crop, flip, rotation and colour jitter, then normalisation, as an ``image -> tensor`` function.
+
+    Args:
+        prep: the model's input contract.
+        aug: augmentation strengths; defaults if ``None``.
+        seed: seed of Albumentations' own random state (each DataLoader worker is reseeded from it).
+    """
+    aug = aug or TransformArguments()
+    interpolation = _CV2_INTERPOLATION[prep.interpolation]
+    steps: list[A.BasicTransform] = [
+        # Area resampling when the crop shrinks, as PIL's antialiased resize does in eval.
+        A.RandomResizedCrop(
+            size=prep.input_size,
+            scale=(aug.min_crop_scale, 1.0),
+            interpolation=interpolation,
+            area_for_downscale="image",
+        ),
+        A.HorizontalFlip(p=aug.hflip_prob),
+        # Rotating after the crop touches input-size pixels only; reflection avoids black corners.
+        A.Rotate(
+            limit=aug.rotate_degrees, interpolation=interpolation, border_mode=cv2.BORDER_REFLECT_101, p=aug.rotate_prob
+        ),
+    ]
+    if aug.color_jitter > 0 or aug.hue_jitter > 0:
+        strength = (max(0.0, 1 - aug.color_jitter), 1 + aug.color_jitter)
+        steps.append(
+            A.ColorJitter(
+                brightness=strength, contrast=strength, saturation=strength, hue=aug.hue_jitter, p=aug.color_jitter_prob
+            )
+        )
+    steps += [A.Normalize(mean=prep.mean, std=prep.std, max_pixel_value=255.0), A.ToTensorV2()]
+    return _AlbumentationsTransform(A.Compose(steps, seed=seed))
+
+
+def build_eval_transform(prep: Preprocessing) -> ImageTransform:
+    """Resize and centre crop exactly as timm's eval transform (and ``TimmWrapperImageProcessor``), then normalise.
+
+    Args:
+        prep: the model's input contract.
+    """
+    return _EvalTransform(prep)
+
+
+class _AlbumentationsTransform:
+    def __init__(self, pipeline: A.Compose) -> None:
+        self.pipeline = pipeline
+        self._seeded_for: tuple[int, int | None] | None = None
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        self._reseed_in_worker()
+        return self.pipeline(image=np.asarray(to_rgb(image)))["image"]
+
+    def _reseed_in_worker(self) -> None:
+        # Albumentations 2.0.8 keeps its random state inside Compose; forked DataLoader workers would all
+        # copy the same state and augment in lockstep. Reseed from torch's per-worker (per-epoch) seed.
+        info = torch.utils.data.get_worker_info()
+        key = (os.getpid(), info.seed if info else None)
+        if info is not None and key != self._seeded_for:
+            self.pipeline.set_random_seed(info.seed % 2**32)
+        self._seeded_for = key
+
+
+class _EvalTransform:
+    def __init__(self, prep: Preprocessing) -> None:
+        self.prep = prep
+        self.resample = _PIL_INTERPOLATION[prep.interpolation]
+        self.normalize = A.Compose([A.Normalize(mean=prep.mean, std=prep.std, max_pixel_value=255.0), A.ToTensorV2()])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        # Resize and crop in PIL with torchvision's size and rounding rules: the result is bit-identical
+        # to timm's eval input, where cv2 resampling and Albumentations' floor-based CenterCrop differ
+        # by up to 0.4 (after normalisation) on sharp edges.
+        image = to_rgb(image)
+        image = image.resize(self._resized_size(image.size), self.resample)
+        image = _center_crop(image, self.prep.input_size)
+        return self.normalize(image=np.asarray(image))["image"]
+
+    def _resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        scale_h, scale_w = self.prep.scale_size
+        if self.prep.crop_mode == "squash":
+            return scale_w, scale_h
+        width, height = size
+        if width <= height:
+            return scale_w, int(scale_w * height / width)
+        return int(scale_h * width / height), scale_h
+
+
+def _center_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    height, width = size
+    top = round((image.height - height) / 2.0)
+    left = round((image.width - width) / 2.0)
+    return image.crop((left, top, left + width, top + height))
+
+
+class BatchTransform:
+    """``datasets`` batch transform: images and labels in, ``pixel_values`` and ``labels`` tensors out.
+
+    Use with ``Dataset.set_transform``/``with_transform``. The Trainer must keep the ``image`` column for
+    it: ``TrainingArguments(remove_unused_columns=False)``.
+    """
+
+    def __init__(self, transform: ImageTransform) -> None:
+        self.transform = transform
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, torch.Tensor]:
+        pixel_values = torch.stack([self.transform(image) for image in batch["image"]])
+        output = {"pixel_values": pixel_values}
+        if "label" in batch:
+            output["labels"] = torch.as_tensor(batch["label"], dtype=torch.long)
+        return output
+
+
+def with_transforms(
+    data: datasets.DatasetDict, prep: Preprocessing, aug: TransformArguments | None = None, seed: int | None = None
+) -> datasets.DatasetDict:
+    """Attach the training transform to ``train`` and the eval transform to every other split (no copy is written).
+
+    Args:
+        data: splits with ``image`` and ``label`` columns.
+        prep: the model's input contract.
+        aug: augmentation strengths.
+        seed: seed of the training augmentation.
+    """
+    train = BatchTransform(build_train_transform(prep, aug, seed))
+    evaluate = BatchTransform(build_eval_transform(prep))
+    return datasets.DatasetDict(
+        {name: split.with_transform(train if name == "train" else evaluate) for name, split in data.items()}
+    )
+
+
+def collate_fn(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack examples from a transformed split into a batch (for a DataLoader or the Trainer)."""
+    batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}
+    if "labels" in examples[0]:
+        batch["labels"] = torch.stack([torch.as_tensor(example["labels"]) for example in examples])
+    return batch
