@@ -93,6 +93,9 @@ class TransformArguments:
             raise ValueError(f"--std values must be positive, got {self.std}")
         if not 0.0 < self.min_crop_scale <= 1.0:
             raise ValueError(f"--min_crop_scale must lie in (0, 1], got {self.min_crop_scale}")
+        for name in ("rotate_degrees", "color_jitter"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.hue_jitter <= 0.5:
             raise ValueError(f"--hue_jitter must lie in [0, 0.5], got {self.hue_jitter}")
         for name in ("hflip_prob", "rotate_prob", "color_jitter_prob"):

@@ -52,6 +52,7 @@ def test_bad_data_arguments_are_refused_with_the_flag_named(kwargs, message):
         ({"std": [0.5, 0.0, 0.5]}, "positive"),
         ({"min_crop_scale": 0.0}, "min_crop_scale"),
         ({"hflip_prob": 2.0}, "hflip_prob"),
+        ({"color_jitter": -0.1}, "color_jitter"),
     ],
 )
 def test_bad_transform_arguments_are_refused_with_the_flag_named(kwargs, message):
