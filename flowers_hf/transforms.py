@@ -135,6 +135,11 @@ class BatchTransform:
         self.transform = transform
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, torch.Tensor]:
+        if "image" not in batch:
+            raise KeyError(
+                f"the batch has no 'image' column (only {sorted(batch)}); the Trainer removes it unless "
+                "TrainingArguments(remove_unused_columns=False)"
+            )
         pixel_values = torch.stack([self.transform(image) for image in batch["image"]])
         output = {"pixel_values": pixel_values}
         if "label" in batch:

@@ -151,3 +151,9 @@ def test_batch_transform_works_without_labels():
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=16))
     out = BatchTransform(build_eval_transform(prep))({"image": [Image.new("RGB", (20, 20))] * 2})
     assert set(out) == {"pixel_values"} and out["pixel_values"].shape == (2, 3, 16, 16)
+
+
+def test_a_batch_without_images_says_how_to_keep_them():
+    prep = resolve_preprocessing("test_resnet")
+    with pytest.raises(KeyError, match="remove_unused_columns=False"):
+        BatchTransform(build_eval_transform(prep))({"label": [0, 1]})
