@@ -35,7 +35,8 @@ def build_train_transform(
     Args:
         prep: the model's input contract.
         aug: augmentation strengths; defaults if ``None``.
-        seed: seed of Albumentations' own random state (each DataLoader worker is reseeded from it).
+        seed: seed of Albumentations' own random state; DataLoader workers reseed from torch's worker seed,
+            which the Trainer derives from its own seed.
     """
     aug = aug or TransformArguments()
     interpolation = _CV2_INTERPOLATION[prep.interpolation]
