@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
+import transformers
 import yaml
 from transformers import HfArgumentParser
 
@@ -46,3 +49,15 @@ def load_preset(path: Path, dataclass_types: tuple[type, ...]) -> dict[str, Any]
     if unknown:
         raise ValueError(f"--config {path}: unknown argument(s) {unknown}")
     return preset
+
+
+def setup_logging(should_log: bool, library_level: int) -> None:
+    """This project's progress messages at info on the main process (warning on the others), to stderr.
+
+    Args:
+        should_log: whether this process reports (``TrainingArguments.should_log``).
+        library_level: the level of transformers' and datasets' own messages (``get_process_log_level()``).
+    """
+    level = logging.INFO if should_log else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, level=level)
+    transformers.utils.logging.set_verbosity(library_level)

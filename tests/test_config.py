@@ -84,13 +84,3 @@ def test_a_preset_with_an_unknown_key_or_no_file_is_refused(tmp_path):
         parse_args((DataArguments,), ["--config", str(preset)])
     with pytest.raises(FileNotFoundError, match="no such file"):
         parse_args((DataArguments,), ["--config", str(tmp_path / "missing.yaml")])
-
-
-def test_the_shipped_presets_parse():
-    from pathlib import Path
-
-    from flowers_hf.cli import parse_args
-
-    for preset in sorted(Path(__file__).parent.parent.glob("configs/*.yaml")):
-        (data,) = parse_args((DataArguments,), ["--config", str(preset)])
-        assert data.dataset

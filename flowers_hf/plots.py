@@ -1,0 +1,229 @@
+"""Figures for a run: confusion matrix, loss and accuracy curves across stages, augmentation samples.
+
+Built on ``matplotlib.figure.Figure`` rather than ``pyplot``: no global figure registry, no backend to select,
+nothing left open after a figure is saved (PNG output goes through Agg).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+from PIL import Image
+from sklearn.metrics import confusion_matrix
+
+from .images import to_rgb
+
+logger = logging.getLogger(__name__)
+
+History = Sequence[dict[str, Any]]
+
+DPI = 110
+_INCHES_PER_CLASS = 0.18
+_MIN_MATRIX_INCHES = 6.0
+_MAX_MATRIX_INCHES = 24.0
+_ANNOTATE_MAX_CLASSES = 15
+_THUMBNAIL_PIXELS = 256
+_CELL_INCHES = 1.6
+
+
+def normalized_confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion matrix with each row divided by its total: the recall of each true class; empty rows stay zero.
+
+    Args:
+        labels: true class ids.
+        predictions: predicted class ids, same length.
+        num_classes: size of the matrix; ids outside ``range(num_classes)`` are not counted.
+    """
+    counts = confusion_matrix(labels, predictions, labels=np.arange(num_classes)).astype(np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def plot_confusion_matrix(
+    labels: np.ndarray, predictions: np.ndarray, class_names: list[str], path: str | Path
+) -> None:
+    """Save the row-normalised confusion matrix (recall per true class) as an image titled with the accuracy.
+
+    Args:
+        labels: true class ids.
+        predictions: predicted class ids, same length.
+        class_names: name of each class id, in id order.
+        path: image file to write (format from the suffix, e.g. ``.png``).
+    """
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    num_classes = len(class_names)
+    matrix = normalized_confusion_matrix(labels, predictions, num_classes)
+    side = float(np.clip(_INCHES_PER_CLASS * num_classes, _MIN_MATRIX_INCHES, _MAX_MATRIX_INCHES))
+    # Type about 60 % as tall as the space per class: neighbouring tick labels do not overlap (above the 3-pt floor).
+    fontsize = float(np.clip(side / num_classes * 72 * 0.6, 3, 10))
+    fig = Figure(figsize=(side + 1.5, side))
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="recall (share of the true class)")
+    ticks = np.arange(num_classes)
+    ax.set_xticks(ticks, class_names, rotation=90, fontsize=fontsize)
+    ax.set_yticks(ticks, class_names, fontsize=fontsize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = float(np.mean(labels == predictions))
+    ax.set_title(f"confusion matrix: accuracy {accuracy:.1%} on {labels.size} images")
+    if num_classes <= _ANNOTATE_MAX_CLASSES:
+        _annotate_cells(ax, matrix, fontsize)
+    _save(fig, path)
+
+
+def _annotate_cells(ax: Axes, matrix: np.ndarray, fontsize: float) -> None:
+    for (row, column), value in np.ndenumerate(matrix):
+        color = "white" if value > 0.5 else "black"
+        ax.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=fontsize, color=color)
+
+
+def series(history: History, key: str) -> tuple[list[float], list[float]]:
+    """Epochs and values of one logged quantity, from the records that have it.
+
+    Args:
+        history: log records like ``trainer.state.log_history``, each with an ``epoch``.
+        key: the quantity, e.g. ``loss`` or ``eval_accuracy``.
+    """
+    records = [record for record in history if key in record and "epoch" in record]
+    return [float(record["epoch"]) for record in records], [float(record[key]) for record in records]
+
+
+def stage_boundaries(history: History) -> list[tuple[float, int]]:
+    """Where each later training stage starts: the epoch of the previous stage's last record, and the new stage.
+
+    Args:
+        history: log records in logging order, each with ``epoch`` and ``stage``; records lacking either are skipped.
+    """
+    boundaries: list[tuple[float, int]] = []
+    previous: dict[str, Any] | None = None
+    for record in history:
+        if "epoch" not in record or "stage" not in record:
+            continue
+        if previous is not None and record["stage"] != previous["stage"]:
+            boundaries.append((float(previous["epoch"]), int(record["stage"])))
+        previous = record
+    return boundaries
+
+
+def plot_loss_curve(history: History, path: str | Path) -> None:
+    """Save training and validation loss against epoch, with a dashed line where each later stage starts.
+
+    Args:
+        history: log records (``epoch``, ``stage`` and some of ``loss``, ``eval_loss``), merged across stages.
+        path: image file to write.
+    """
+    fig, ax = _curve_figure(history, {"loss": "train", "eval_loss": "validation"}, "loss")
+    if ax.lines:
+        ax.set_ylim(bottom=0)
+    _save(fig, path)
+
+
+def plot_accuracy_curve(history: History, path: str | Path) -> None:
+    """Save training and validation accuracy against epoch, with a dashed line where each later stage starts.
+
+    Args:
+        history: log records (``epoch``, ``stage`` and some of ``train_accuracy``, ``eval_accuracy``).
+        path: image file to write.
+    """
+    fig, ax = _curve_figure(history, {"train_accuracy": "train", "eval_accuracy": "validation"}, "accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    _save(fig, path)
+
+
+def _curve_figure(history: History, labels: dict[str, str], quantity: str) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    ax.set_title(f"{quantity} by epoch")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(quantity)
+    for key, label in labels.items():
+        epochs, values = series(history, key)
+        if epochs:
+            ax.plot(epochs, values, marker="o", markersize=4, label=label)
+    if not ax.lines:
+        logger.warning("no %s in the history; writing an empty %s figure", " or ".join(labels), quantity)
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", fontsize=16, color="grey")
+        return fig, ax
+    for epoch, stage in stage_boundaries(history):
+        ax.axvline(epoch, color="grey", linestyle="--", linewidth=1)
+        # x in data units, y in axes units: the label sits at the top whatever the data range.
+        ax.text(epoch, 0.98, f" stage {stage}", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="grey")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig, ax
+
+
+def denormalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo ``(x - mean) / std`` on a CHW tensor: an HWC float array clipped to [0, 1], ready for ``imshow``.
+
+    Args:
+        tensor: normalised image, channels first.
+        mean: per-channel mean used to normalise.
+        std: per-channel standard deviation used to normalise.
+    """
+    array = tensor.detach().cpu().double().numpy().transpose(1, 2, 0)
+    return np.clip(array * np.asarray(std) + np.asarray(mean), 0.0, 1.0)
+
+
+def plot_augmentation_samples(
+    images: list[Image.Image],
+    labels: list[int],
+    transform: Callable[[Image.Image], torch.Tensor],
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    class_names: list[str],
+    path: str | Path,
+    per_image: int = 4,
+) -> None:
+    """Save a grid with a row per image: the original, then ``per_image`` draws of the training transform.
+
+    Args:
+        images: source images.
+        labels: class id of each image.
+        transform: ``image -> normalised CHW tensor``, e.g. ``build_train_transform(prep)``.
+        mean: normalisation mean of the transform.
+        std: normalisation standard deviation of the transform.
+        class_names: name of each class id.
+        path: image file to write.
+        per_image: augmented versions shown per image.
+    """
+    if not images or len(images) != len(labels):
+        raise ValueError(f"need as many labels as images, at least one; got {len(images)} and {len(labels)}")
+    columns = 1 + per_image
+    fig = Figure(figsize=(columns * _CELL_INCHES, len(images) * (_CELL_INCHES + 0.3)))
+    rows = fig.subfigures(len(images), 1, squeeze=False)[:, 0]
+    for row, image, label in zip(rows, images, labels, strict=True):
+        row.suptitle(f"{class_names[label]} ({label})", fontsize=10)
+        axes = row.subplots(1, columns, squeeze=False)[0]
+        thumbnail = to_rgb(image).copy()
+        thumbnail.thumbnail((_THUMBNAIL_PIXELS, _THUMBNAIL_PIXELS))
+        _show(axes[0], np.asarray(thumbnail), "original")
+        for index, ax in enumerate(axes[1:], start=1):
+            _show(ax, denormalize(transform(image), mean, std), f"augmented {index}")
+    _save(fig, path)
+
+
+def _show(ax: Axes, pixels: np.ndarray, title: str) -> None:
+    ax.imshow(pixels)
+    ax.set_title(title, fontsize=8)
+    ax.set_axis_off()
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    # A Figure made without pyplot is freed once unreferenced; clearing it breaks the artists' reference
+    # cycles, so the memory (large for a 102-class matrix) goes back now rather than at the next GC pass.
+    fig.clear()
+    logger.info("wrote %s", path)

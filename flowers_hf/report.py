@@ -1,0 +1,172 @@
+"""What a run leaves behind besides checkpoints: configuration, class weights, test results, reports, plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+import yaml
+
+from .config import DataArguments, ModelArguments
+from .metrics import classification_report
+from .model_card import RunSummary
+from .plots import plot_accuracy_curve, plot_augmentation_samples, plot_confusion_matrix, plot_loss_curve
+from .preprocessing import Preprocessing
+from .stages import StageResult
+from .trainer_config import FlowersTrainingArguments
+from .transforms import ImageTransform
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "train_config.yaml"
+CLASS_WEIGHTS_FILE = "class_weights.json"
+PLOTS = ("confusion_matrix.png", "loss_curve.png", "accuracy_curve.png", "augmentation_samples.png")
+
+
+def label_counts(split: datasets.Dataset, num_classes: int) -> list[int]:
+    """Images per class id (reads the label column only)."""
+    tally = Counter(split.with_format(None)["label"])
+    return [tally.get(i, 0) for i in range(num_classes)]
+
+
+def save_config(args: tuple[Any, ...], output_dir: Path) -> Path:
+    """Write every argument as a YAML preset that ``--config`` reads back (tokens left out)."""
+    config: dict[str, Any] = {}
+    for instance in args:
+        values = instance.to_dict() if hasattr(instance, "to_dict") else vars(instance)
+        config.update({k: v for k, v in values.items() if not k.endswith("_token")})
+    path = output_dir / CONFIG_FILE
+    path.write_text(yaml.safe_dump(_plain(config), sort_keys=False))
+    return path
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+def save_class_weights(weights: torch.Tensor | None, strategy: str, num_classes: int, output_dir: Path) -> Path:
+    """``class_weights.json``: ``{"strategy": …, "weights": [one per class id]}`` (all 1 for ``none``)."""
+    path = output_dir / CLASS_WEIGHTS_FILE
+    values = [1.0] * num_classes if weights is None else [round(w, 6) for w in weights.tolist()]
+    path.write_text(json.dumps({"strategy": strategy, "weights": values}, indent=2))
+    return path
+
+
+def write_test_report(
+    logits: np.ndarray, labels: np.ndarray, class_names: list[str], output_dir: Path
+) -> dict[str, Any]:
+    """``classification_report.json`` and ``confusion_matrix.png`` from the test predictions."""
+    report = classification_report(logits, labels, class_names)
+    (output_dir / "classification_report.json").write_text(json.dumps(report, indent=2))
+    plot_confusion_matrix(labels, logits.argmax(axis=1), class_names, output_dir / "confusion_matrix.png")
+    return report
+
+
+def write_plots(
+    history: list[dict[str, Any]],
+    train_split: datasets.Dataset,
+    transform: ImageTransform,
+    prep: Preprocessing,
+    output_dir: Path,
+    num_samples: int = 4,
+) -> None:
+    """``loss_curve.png``, ``accuracy_curve.png`` and ``augmentation_samples.png``."""
+    plot_loss_curve(history, output_dir / "loss_curve.png")
+    plot_accuracy_curve(history, output_dir / "accuracy_curve.png")
+    rows = train_split.shuffle(seed=0).select(range(min(num_samples, len(train_split))))
+    class_names = train_split.features["label"].names
+    plot_augmentation_samples(
+        rows["image"],
+        rows["label"],
+        transform,
+        prep.mean,
+        prep.std,
+        class_names,
+        output_dir / "augmentation_samples.png",
+    )
+
+
+def run_summary(
+    model: Any,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    args: FlowersTrainingArguments,
+    prep: Preprocessing,
+    data: datasets.DatasetDict,
+    results: list[StageResult],
+    metrics: dict[str, dict[str, float]],
+) -> RunSummary:
+    """What the model card says about a finished run.
+
+    Args:
+        model: the trained ``TimmWrapperForImageClassification``.
+        model_args: where the model and its initial weights came from.
+        data_args: the data source.
+        args: the training arguments.
+        prep: the preprocessing.
+        data: the splits (untransformed).
+        results: the stages' results.
+        metrics: ``{"eval": …, "test": …}`` of the best model.
+    """
+    return RunSummary(
+        architecture=model.config.architecture,
+        base_weights=_initial_weights(model_args, model.timm_model.pretrained_cfg),
+        dataset=data_args.dataset,
+        split_sizes={name: len(split) for name, split in data.items()},
+        class_names=data["train"].features["label"].names,
+        preprocessing=prep,
+        stages=[stage_summary(result) for result in results],
+        training=recipe(args),
+        validation_metrics=metrics["eval"],
+        test_metrics=metrics["test"],
+        plots=list(PLOTS),
+    )
+
+
+def _initial_weights(model_args: ModelArguments, pretrained_cfg: dict[str, Any]) -> str | None:
+    if model_args.pretrained_path is not None:
+        return model_args.pretrained_path
+    if not model_args.pretrained:
+        return None
+    return pretrained_cfg.get("hf_hub_id") or model_args.model
+
+
+def stage_summary(result: StageResult) -> dict[str, Any]:
+    """One stage as the model card shows it."""
+    return {
+        "name": result.stage.description,
+        "epochs": result.stage.epochs,
+        "epochs_run": round(result.epochs_run, 2),
+        "learning_rate": result.stage.learning_rate,
+        "best_validation_accuracy": result.best_metric,
+    }
+
+
+def recipe(args: FlowersTrainingArguments) -> dict[str, Any]:
+    """The training facts the model card lists."""
+    return {
+        "batch size per device": args.per_device_train_batch_size,
+        "gradient accumulation": args.gradient_accumulation_steps,
+        "optimizer": str(getattr(args.optim, "value", args.optim)),
+        "weight decay": args.weight_decay,
+        "lr scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "warmup": args.warmup_steps,
+        "backbone lr scale": args.backbone_learning_rate_scale,
+        "label smoothing": args.label_smoothing_factor,
+        "class weights": args.class_weights,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "early stopping patience": args.early_stopping_patience,
+        "seed": args.seed,
+    }

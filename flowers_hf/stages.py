@@ -1,0 +1,131 @@
+"""Training in stages (frozen backbone, then partly unfrozen), each with its own Trainer, resumable from disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from transformers import Trainer, TrainerState
+from transformers.trainer_utils import get_last_checkpoint
+
+from .finetune import describe_trainable, set_trainable
+from .trainer_config import FlowersTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"  # written when a stage has finished
+
+
+@dataclass
+class Stage:
+    """One phase of training with its own optimizer, schedule and early stopping."""
+
+    number: int
+    description: str
+    trainable_groups: int | None  # parameter groups that train, counted from the head; None: all
+    epochs: float
+    learning_rate: float
+
+
+@dataclass
+class StageResult:
+    stage: Stage
+    best_checkpoint: str | None
+    best_metric: float | None
+    epochs_run: float
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def plan_stages(args: FlowersTrainingArguments, num_groups: int) -> list[Stage]:
+    """Stage 1 (head only with ``--freeze_backbone``, else everything) and the optional stage 2.
+
+    Args:
+        args: the training arguments.
+        num_groups: the number of the model's parameter groups (the head included).
+    """
+    first = (1, "head only (frozen backbone)") if args.freeze_backbone else (None, "all layers")
+    stages = [Stage(1, first[1], first[0], args.num_train_epochs, args.learning_rate)]
+    if args.stage2_epochs > 0:
+        if args.stage2_unfreeze == -1 or args.stage2_unfreeze + 1 >= num_groups:
+            groups, description = None, "all layers"
+        else:
+            groups, description = args.stage2_unfreeze + 1, f"last {args.stage2_unfreeze} groups and the head"
+        stages.append(Stage(2, description, groups, args.stage2_epochs, args.stage2_learning_rate))
+    return stages
+
+
+def run_stage(
+    stage: Stage,
+    model: Any,
+    groups: list[list[str]],
+    args: FlowersTrainingArguments,
+    make_trainer: Callable[[FlowersTrainingArguments], Trainer],
+) -> StageResult:
+    """Train one stage in ``output_dir/stage<N>``; a finished stage is not trained again, an interrupted one
+    resumes from its last checkpoint.
+
+    Args:
+        stage: what trains, how long, how fast.
+        model: the ``TimmWrapperForImageClassification`` (changed in place).
+        groups: ``parameter_groups`` of ``model.timm_model``.
+        args: the run's training arguments; the stage's copy gets its own folder, epochs and learning rate.
+        make_trainer: builds the Trainer for the stage's arguments.
+    """
+    stage_dir = Path(args.output_dir) / f"stage{stage.number}"
+    set_trainable(model.timm_model, groups, stage.trainable_groups)
+    logger.info("Stage %d: %s; %s", stage.number, stage.description, describe_trainable(model))
+    if (stage_dir / STATE_FILE).is_file():
+        state = TrainerState.load_from_json(str(stage_dir / STATE_FILE))
+        checkpoint = state.best_model_checkpoint
+        logger.info("Stage %d finished earlier; loading its best checkpoint %s", stage.number, checkpoint)
+        load_checkpoint_weights(model, checkpoint)
+        return _result(stage, state)
+    stage_args = dataclasses.replace(
+        args, output_dir=str(stage_dir), num_train_epochs=stage.epochs, learning_rate=stage.learning_rate
+    )
+    trainer = make_trainer(stage_args)
+    last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
+    if last is not None:
+        logger.info("Resuming stage %d from checkpoint %s", stage.number, last)
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_state()
+    return _result(stage, trainer.state)
+
+
+def _result(stage: Stage, state: TrainerState) -> StageResult:
+    return StageResult(stage, state.best_model_checkpoint, state.best_metric, state.epoch or 0.0, state.log_history)
+
+
+def load_checkpoint_weights(model: Any, checkpoint: str | None) -> None:
+    """Load a Trainer checkpoint's weights into ``model``, whose frozen layers must be as they were when saved."""
+    path = Path(checkpoint or "") / "model.safetensors"
+    if checkpoint is None or not path.is_file():
+        raise FileNotFoundError(
+            f"the best checkpoint of a finished stage is missing ({path}); delete that stage's folder to train it again"
+        )
+    model.load_state_dict(load_file(str(path)))
+
+
+def best_stage(results: list[StageResult], greater_is_better: bool) -> StageResult:
+    """The stage whose best checkpoint scored best on validation (the last one on a tie or without scores)."""
+    scored = [r for r in results if r.best_metric is not None]
+    if not scored:
+        return results[-1]
+    sign = 1.0 if greater_is_better else -1.0
+    return max(reversed(scored), key=lambda r: sign * r.best_metric)
+
+
+def merged_history(results: list[StageResult]) -> list[dict[str, Any]]:
+    """The log histories of all stages on one epoch axis, each record tagged with its ``stage``."""
+    history, offset = [], 0.0
+    for result in results:
+        for record in result.log_history:
+            if "epoch" in record:
+                history.append({**record, "epoch": offset + record["epoch"], "stage": result.stage.number})
+        offset += result.epochs_run
+    return history

@@ -1,0 +1,117 @@
+"""``TrainingArguments`` with this project's defaults and its own options: schedule of stages, precision, loss."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+CLASS_WEIGHTS = ("balanced", "none")
+
+
+@dataclass
+class FlowersTrainingArguments(TrainingArguments):
+    """Every ``TrainingArguments`` flag, with defaults for image classification, plus fine-tuning options.
+
+    Stage 1 trains for ``num_train_epochs`` at ``learning_rate``: the head alone with ``--freeze_backbone``
+    (a linear probe), otherwise everything. With ``--stage2_epochs`` > 0, stage 2 then unfreezes the last
+    ``--stage2_unfreeze`` groups before the head and trains at ``--stage2_learning_rate``, with a fresh
+    optimizer, scheduler and early stopping.
+    """
+
+    output_dir: str | None = field(default="runs/flowers", metadata={"help": "Where checkpoints and results go."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate of stage 1."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (not on biases and norms)."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    num_train_epochs: float = field(default=20.0, metadata={"help": "Epochs of stage 1."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on validation."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save a checkpoint."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "When to log training loss and accuracy."})
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Checkpoints kept, the best one always among them (2: the best and the last)."}
+    )
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "End each stage with its best checkpoint."})
+    metric_for_best_model: str | None = field(default="accuracy", metadata={"help": "Validation metric to select on."})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Whether a higher metric is better."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Must stay false: the transform reads the image column."}
+    )
+    dataloader_num_workers: int = field(
+        default=min(8, os.cpu_count() or 1), metadata={"help": "DataLoader worker processes (decoding, augmentation)."}
+    )
+    dataloader_pin_memory: bool = field(
+        default=torch.cuda.is_available(), metadata={"help": "Pinned host memory for batches (on CUDA machines)."}
+    )
+    dataloader_persistent_workers: bool = field(
+        default=True, metadata={"help": "Keep DataLoader workers between epochs."}
+    )
+
+    precision: str = field(
+        default="auto",
+        metadata={"help": "auto (bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU), fp32, fp16 or bf16."},
+    )
+    class_weights: str = field(
+        default="balanced",
+        metadata={"help": "balanced: weight class c by n_samples / (n_classes × count_c) of the training split; none."},
+    )
+    early_stopping_patience: int = field(
+        default=5, metadata={"help": "Stop a stage after this many evaluations without improvement (0: never)."}
+    )
+    freeze_backbone: bool = field(default=False, metadata={"help": "Stage 1 trains the classifier only."})
+    backbone_learning_rate_scale: float = field(
+        default=1.0, metadata={"help": "Learning rate of trainable backbone parameters relative to the head's."}
+    )
+    stage2_epochs: float = field(default=0.0, metadata={"help": "Epochs of stage 2 (0: no stage 2)."})
+    stage2_unfreeze: int = field(
+        default=2, metadata={"help": "Stage 2 trains this many of timm's parameter groups before the head (-1: all)."}
+    )
+    stage2_learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of stage 2."})
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise ValueError(f"--class_weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
+        if self.early_stopping_patience > 0 and not (self.load_best_model_at_end and self.eval_strategy != "no"):
+            raise ValueError(
+                "--early_stopping_patience needs --load_best_model_at_end true and an --eval_strategy; "
+                "set --early_stopping_patience 0 to train without early stopping"
+            )
+        if self.early_stopping_patience < 0:
+            raise ValueError(f"--early_stopping_patience must not be negative, got {self.early_stopping_patience}")
+        if self.stage2_epochs < 0 or (self.stage2_unfreeze < 1 and self.stage2_unfreeze != -1):
+            raise ValueError("--stage2_epochs must not be negative and --stage2_unfreeze must be -1 or at least 1")
+        if self.backbone_learning_rate_scale <= 0:
+            raise ValueError(
+                f"--backbone_learning_rate_scale must be positive, not {self.backbone_learning_rate_scale}"
+            )
+        if self.remove_unused_columns:
+            raise ValueError("--remove_unused_columns must stay false: the image transform reads the image column")
+        if not torch.accelerator.is_available():
+            # Without it the Trainer neither takes its CPU autocast path (bf16) nor sets up DDP over gloo
+            # when started by `accelerate launch --multi_gpu` or torchrun on a machine without GPUs.
+            self.use_cpu = True
+        self.fp16, self.bf16 = _mixed_precision(self.precision, self.fp16, self.bf16, self.use_cpu)
+        super().__post_init__()
+
+
+def _mixed_precision(precision: str, fp16: bool, bf16: bool, use_cpu: bool) -> tuple[bool, bool]:
+    """(fp16, bf16) for the ``--precision`` choice on this machine."""
+    cuda = torch.cuda.is_available() and not use_cpu
+    if precision == "auto":
+        if fp16 or bf16:
+            return fp16, bf16  # explicit --fp16/--bf16 flags win over auto
+        if not cuda:
+            return False, False
+        return (False, True) if torch.cuda.is_bf16_supported() else (True, False)
+    if precision == "fp16" and not cuda:
+        logger.warning("--precision fp16 needs a CUDA GPU; training in fp32 on this CPU instead")
+        return False, False
+    return precision == "fp16", precision == "bf16"

@@ -1,0 +1,164 @@
+"""train.py end to end on tiny synthetic data: learning, every artifact, resuming, presets, two processes."""
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import pipeline
+
+import train
+from flowers_hf.cli import parse_args
+from flowers_hf.config import DataArguments
+from flowers_hf.data import load_flowers
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = [
+    "model.safetensors",
+    "config.json",
+    "README.md",
+    "train_config.yaml",
+    "class_weights.json",
+    "test_results.json",
+    "eval_results.json",
+    "classification_report.json",
+    "confusion_matrix.png",
+    "loss_curve.png",
+    "accuracy_curve.png",
+    "augmentation_samples.png",
+]
+TEST_KEYS = {"test_accuracy", "test_top5_accuracy", "test_macro_f1", "test_mean_per_class_accuracy"}
+
+# 4 classes × 160 images of 32 px (20 / 20 / 120 per class), test_resnet, stage 1 on a frozen backbone, then all.
+TINY = [
+    "--dataset", "synthetic", "--synthetic_num_classes", "4", "--synthetic_images_per_class", "160",
+    "--synthetic_image_size", "32", "--model", "test_resnet", "--pretrained", "false", "--image_size", "32",
+    "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32", "--learning_rate", "0.01",
+    "--num_train_epochs", "2", "--freeze_backbone", "true", "--stage2_epochs", "3", "--stage2_unfreeze", "-1",
+    "--stage2_learning_rate", "0.01", "--dataloader_num_workers", "0", "--dataloader_persistent_workers", "false",
+    "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, list[str]]:
+    output = tmp_path_factory.mktemp("run")
+    argv = [*TINY, "--output_dir", str(output)]
+    train.main(argv)
+    return output, argv
+
+
+def test_run_learns_and_writes_every_artifact(run):
+    output, _ = run
+    assert sorted(p for p in ARTIFACTS if not (output / p).is_file()) == []
+    results = json.loads((output / "test_results.json").read_text())
+    assert set(results) >= TEST_KEYS
+    assert results["test_accuracy"] > 0.5  # chance is 0.25
+    report = json.loads((output / "classification_report.json").read_text())
+    assert report["pink primrose"]["support"] == 120
+    weights = json.loads((output / "class_weights.json").read_text())
+    assert weights == {"strategy": "balanced", "weights": [1.0, 1.0, 1.0, 1.0]}  # a balanced split
+
+
+def test_both_stages_ran_with_their_own_schedule(run):
+    output, _ = run
+    for stage, epochs in (("stage1", 2), ("stage2", 3)):
+        state = json.loads((output / stage / "trainer_state.json").read_text())
+        assert state["epoch"] == epochs
+        assert state["log_history"][0]["learning_rate"] > 0
+        assert any("train_accuracy" in r for r in state["log_history"])
+        assert any("eval_accuracy" in r for r in state["log_history"])
+
+
+def test_output_folder_serves_the_pipeline_with_flower_names(run):
+    output, _ = run
+    classifier = pipeline("image-classification", model=str(output))
+    data = load_flowers(args=parse_args((DataArguments,), TINY[:8])[0])
+    top = classifier(data["test"][0]["image"])
+    assert len(top) == 4 and top[0]["label"] in data["test"].features["label"].names
+
+
+def test_saved_config_is_a_preset_that_parses_back(run):
+    output, _ = run
+    model_args, data_args, _, args = parse_args(train.ARGUMENTS, ["--config", str(output / "train_config.yaml")])
+    assert model_args.model == "test_resnet" and data_args.synthetic_num_classes == 4
+    assert args.stage2_epochs == 3 and args.output_dir == str(output)
+
+
+def test_rerun_of_a_finished_run_trains_nothing_and_gives_the_same_scores(run, caplog):
+    output, argv = run
+    before = json.loads((output / "test_results.json").read_text())
+    with caplog.at_level(logging.INFO):
+        again = train.main(argv)
+    assert "Stage 1 finished earlier" in caplog.text and "Stage 2 finished earlier" in caplog.text
+    assert again["test_accuracy"] == pytest.approx(before["test_accuracy"])
+
+
+def test_interrupted_stage_resumes_from_its_last_checkpoint(run, tmp_path, caplog):
+    output, argv = run
+    copy = tmp_path / "copy"
+    shutil.copytree(output, copy)
+    # As if killed in stage 2 after its second epoch: no end-of-stage state, no third checkpoint.
+    (copy / "stage2" / "trainer_state.json").unlink()
+    checkpoints = sorted((copy / "stage2").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    for checkpoint in checkpoints:
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        if state["epoch"] > 2:
+            shutil.rmtree(checkpoint)
+    last = max((copy / "stage2").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    argv = [*argv[:-2], "--output_dir", str(copy)]
+    with caplog.at_level(logging.INFO):
+        metrics = train.main(argv)
+    assert f"Resuming stage 2 from checkpoint {last}" in caplog.text
+    state = json.loads((copy / "stage2" / "trainer_state.json").read_text())
+    assert state["epoch"] == 3
+    assert set(metrics) >= TEST_KEYS
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_presets_parse(preset):
+    model_args, data_args, _, args = parse_args(train.ARGUMENTS, ["--config", str(preset)])
+    assert data_args.dataset
+    if preset.name != "synthetic_photos.yaml":  # a data preset; every other one is a training preset
+        assert args.output_dir == f"runs/{preset.stem}" and model_args.model
+
+
+@pytest.mark.parametrize(
+    ("preset", "stages"),
+    [("resnet18.yaml", 1), ("efficientnet_b3.yaml", 2), ("resnet18_finetune.yaml", 1),
+     ("efficientnet_b3_finetune.yaml", 1)],
+)  # fmt: skip
+def test_presets_start_training(preset, stages, tmp_path):
+    # Their real runs need the Hub (data and ImageNet weights); here: random init, tiny data, one step a stage.
+    argv = [
+        "--config", str(ROOT / "configs" / preset), "--output_dir", str(tmp_path), "--pretrained", "false",
+        "--dataset", "synthetic", "--synthetic_num_classes", "4", "--synthetic_images_per_class", "8",
+        "--synthetic_image_size", "32", "--image_size", "32", "--max_steps", "1", "--per_device_train_batch_size", "4",
+        "--dataloader_num_workers", "0", "--dataloader_persistent_workers", "false", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    metrics = train.main(argv)
+    assert set(metrics) >= TEST_KEYS
+    assert len(list(tmp_path.glob("stage*/trainer_state.json"))) == stages
+
+
+def test_two_process_cpu_run_with_accelerate(tmp_path):
+    output = tmp_path / "ddp"
+    command = [
+        # accelerate 1.15's --cpu starts a single process unless given an mpirun hostfile; --multi_gpu on a
+        # machine without GPUs starts two through torchrun, and the Trainer then runs DDP over gloo.
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "train.py"), *TINY,
+        "--output_dir", str(output),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p for p in ARTIFACTS if not (output / p).is_file()) == []
+    state = json.loads((output / "stage1" / "trainer_state.json").read_text())
+    # 80 training images, batch 16 per process on 2 processes: 3 optimizer steps an epoch (the last short).
+    assert state["global_step"] == 6
+    assert json.loads((output / "test_results.json").read_text())["test_accuracy"] > 0.25

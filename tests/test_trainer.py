@@ -1,0 +1,125 @@
+"""Class-weighted loss: hand computations, gradient accumulation, training accuracy in the logs."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import TrainingArguments
+
+from flowers_hf.trainer import ClassWeightedTrainer, WeightedCrossEntropy, class_weights_from_counts
+
+LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-0.5, 1.5, 0.0], [1.0, 1.0, 1.0]])
+LABELS = torch.tensor([0, 2, 1, 2])
+WEIGHTS = torch.tensor([0.5, 2.0, 1.25])
+
+
+def test_balanced_weights_are_n_over_classes_times_count():
+    weights = class_weights_from_counts([10, 30, 60], "balanced")
+    # n = 100, 3 classes: 100 / (3 × count)
+    assert torch.allclose(weights, torch.tensor([100 / 30, 100 / 90, 100 / 180]))
+    # Over the training set the weights average to 1: sum_c count_c × w_c = n.
+    assert torch.isclose((weights * torch.tensor([10.0, 30, 60])).sum(), torch.tensor(100.0))
+
+
+def test_class_without_training_images_gets_weight_one_and_none_gives_no_weights():
+    assert class_weights_from_counts([4, 0, 12], "balanced")[1] == 1.0
+    assert class_weights_from_counts([4, 0, 12], "none") is None
+    with pytest.raises(ValueError, match="balanced"):
+        class_weights_from_counts([1, 2], "inverse")
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_weighted_loss_equals_torch_cross_entropy_with_weights(smoothing):
+    loss = WeightedCrossEntropy(WEIGHTS, label_smoothing=smoothing)
+    expected = F.cross_entropy(LOGITS, LABELS, weight=WEIGHTS, label_smoothing=smoothing)
+    assert torch.isclose(loss({"logits": LOGITS}, LABELS), expected)
+    # Normalised by the batch's total weight, the summed form is the same weighted mean.
+    total = loss.total_weight(LABELS)
+    assert torch.isclose(total, torch.tensor(0.5 + 1.25 + 2.0 + 1.25))
+    assert torch.isclose(loss({"logits": LOGITS}, LABELS, num_items_in_batch=total), expected)
+
+
+def test_weighted_loss_by_hand_for_two_examples():
+    logits, labels = LOGITS[:2], LABELS[:2]
+    nll = -torch.log_softmax(logits, dim=1)[torch.arange(2), labels]
+    by_hand = (0.5 * nll[0] + 1.25 * nll[1]) / (0.5 + 1.25)
+    assert torch.isclose(WeightedCrossEntropy(WEIGHTS)({"logits": logits}, labels), by_hand)
+
+
+def test_unweighted_loss_counts_items():
+    loss = WeightedCrossEntropy(None)
+    assert loss.total_weight(LABELS) == 4
+    assert torch.isclose(loss({"logits": LOGITS}, LABELS), F.cross_entropy(LOGITS, LABELS))
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = torch.nn.Linear(6, 3)
+
+    def forward(self, pixel_values, labels=None):
+        return {"logits": self.layer(pixel_values)}
+
+
+def _vectors(n: int = 8) -> Dataset:
+    generator = torch.Generator().manual_seed(1)
+    # Imbalanced labels, so that micro-batches differ in total weight.
+    labels = [0, 0, 0, 0, 0, 1, 2, 2][:n]
+    features = torch.randn(n, 6, generator=generator)
+    return Dataset.from_dict({"pixel_values": features.tolist(), "labels": labels}).with_format("torch")
+
+
+def _one_step(tmp_path, batch_size: int, accumulation: int) -> torch.Tensor:
+    model = _Linear()
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        max_steps=1,
+        learning_rate=0.5,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = ClassWeightedTrainer(model=model, args=args, train_dataset=_vectors(), loss=WeightedCrossEntropy(WEIGHTS))
+    trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
+    trainer.train()
+    return model.layer.weight.detach().clone()
+
+
+def _expected_step(learning_rate: float = 0.5) -> torch.Tensor:
+    """One SGD step on the weighted mean cross-entropy of all 8 examples, by hand."""
+    model, data = _Linear(), _vectors()[:]
+    loss = F.cross_entropy(model(data["pixel_values"])["logits"], data["labels"], weight=WEIGHTS)
+    loss.backward()
+    return (model.layer.weight - learning_rate * model.layer.weight.grad).detach()
+
+
+def test_gradient_accumulation_gives_the_one_big_batch_update(tmp_path):
+    expected = _expected_step()
+    assert not torch.allclose(expected, _Linear().layer.weight.detach())
+    # The micro-batches differ in total class weight; each must still count as part of one weighted mean.
+    assert torch.allclose(_one_step(tmp_path / "big", batch_size=8, accumulation=1), expected, atol=1e-6)
+    assert torch.allclose(_one_step(tmp_path / "acc", batch_size=2, accumulation=4), expected, atol=1e-6)
+
+
+def test_training_logs_include_accuracy(tmp_path):
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_train_epochs=2,
+        logging_strategy="epoch",
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = ClassWeightedTrainer(model=_Linear(), args=args, train_dataset=_vectors(), loss=WeightedCrossEntropy())
+    trainer.train()
+    logged = [record["train_accuracy"] for record in trainer.state.log_history if "train_accuracy" in record]
+    assert len(logged) == 2
+    assert all(0.0 <= value <= 1.0 for value in logged)

@@ -1,0 +1,62 @@
+"""Training arguments: precision choice on this machine, option checks, defaults that the transform needs."""
+
+import logging
+
+import pytest
+
+from flowers_hf.trainer_config import FlowersTrainingArguments, _mixed_precision
+
+
+def _args(tmp_path, **kwargs) -> FlowersTrainingArguments:
+    return FlowersTrainingArguments(output_dir=str(tmp_path), report_to=[], **kwargs)
+
+
+def test_auto_precision_on_cpu_is_fp32(tmp_path):
+    args = _args(tmp_path, precision="auto")
+    assert (args.fp16, args.bf16) == (False, False)
+
+
+def test_fp16_on_cpu_falls_back_to_fp32_with_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="flowers_hf"):
+        args = _args(tmp_path, precision="fp16")
+    assert (args.fp16, args.bf16) == (False, False)
+    assert "needs a CUDA GPU" in caplog.text
+
+
+def test_bf16_is_honoured_on_cpu(tmp_path):
+    args = _args(tmp_path, precision="bf16")
+    assert (args.fp16, args.bf16) == (False, True)
+
+
+@pytest.mark.parametrize(
+    ("precision", "cuda", "bf16_supported", "expected"),
+    [("auto", True, True, (False, True)), ("auto", True, False, (True, False)), ("fp16", True, True, (True, False))],
+)
+def test_precision_on_gpus(monkeypatch, precision, cuda, bf16_supported, expected):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: cuda)
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda *a, **k: bf16_supported)
+    assert _mixed_precision(precision, fp16=False, bf16=False, use_cpu=False) == expected
+    assert _mixed_precision(precision, fp16=False, bf16=False, use_cpu=True) == (False, precision == "bf16")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"precision": "fp8"}, "--precision"),
+        ({"class_weights": "inverse"}, "--class_weights"),
+        ({"stage2_unfreeze": 0}, "--stage2_unfreeze"),
+        ({"backbone_learning_rate_scale": 0.0}, "--backbone_learning_rate_scale"),
+        ({"remove_unused_columns": True}, "image column"),
+        ({"load_best_model_at_end": False}, "--early_stopping_patience 0"),
+    ],
+)
+def test_bad_options_are_refused(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _args(tmp_path, **kwargs)
+
+
+def test_defaults_select_the_best_epoch_by_validation_accuracy(tmp_path):
+    args = _args(tmp_path)
+    assert args.metric_for_best_model == "accuracy" and args.greater_is_better
+    assert args.load_best_model_at_end and args.remove_unused_columns is False
+    assert args.save_total_limit == 2  # the best and the last checkpoint

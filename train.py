@@ -1,0 +1,94 @@
+"""Train a timm model on Oxford Flowers-102 with the Hugging Face Trainer.
+
+    python train.py --config configs/quickstart.yaml                    # offline: synthetic data, random init
+    python train.py --config configs/resnet18.yaml                      # ResNet18 linear probe (needs the Hub)
+    accelerate launch --config_file accelerate_config.yaml train.py --config configs/efficientnet_b3.yaml
+    python train.py --model resnet18 --dataset /data/oxford-flowers102 --output_dir runs/r18 --max_steps 100
+
+Every TrainingArguments flag works; flags override the --config preset. Rerunning a command on an output
+folder with checkpoints resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import partial
+from pathlib import Path
+
+from flowers_hf.cli import parse_args, setup_logging
+from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
+from flowers_hf.data import load_flowers
+from flowers_hf.finetune import parameter_groups, set_trainable
+from flowers_hf.model_card import write_model_card
+from flowers_hf.modeling import build_model, save_model
+from flowers_hf.preprocessing import resolve_preprocessing
+from flowers_hf.report import label_counts, run_summary, save_class_weights, save_config, write_plots, write_test_report
+from flowers_hf.stages import best_stage, load_checkpoint_weights, merged_history, plan_stages, run_stage
+from flowers_hf.trainer import build_trainer, class_weights_from_counts
+from flowers_hf.trainer_config import FlowersTrainingArguments
+from flowers_hf.transforms import build_train_transform, with_transforms
+
+logger = logging.getLogger("train")
+
+ARGUMENTS = (ModelArguments, DataArguments, TransformArguments, FlowersTrainingArguments)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    model_args, data_args, transform_args, args = parse_args(ARGUMENTS, argv, prog="train.py")
+    setup_logging(args.should_log, args.get_process_log_level())
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    # Data: any Flowers-102 source, with flower names as class names.
+    with args.main_process_first(desc="loading the data"):
+        raw = load_flowers(args=data_args)
+    class_names = raw["train"].features["label"].names
+
+    # Model, and the preprocessing its timm data config prescribes.
+    model = build_model(model_args, class_names)
+    groups = parameter_groups(model.timm_model)  # before any freezing
+    prep = resolve_preprocessing(model.timm_model, transform_args)
+    logger.info("Preprocessing: %s", prep)
+    data = with_transforms(raw, prep, transform_args, seed=args.seed)
+
+    # Loss weights from the training split's label counts; the resolved configuration.
+    weights = class_weights_from_counts(label_counts(raw["train"], len(class_names)), args.class_weights)
+    if args.should_save:
+        save_config((model_args, data_args, transform_args, args), output_dir)
+        path = save_class_weights(weights, args.class_weights, len(class_names), output_dir)
+        logger.info("Class weights (%s, in %s): %s", args.class_weights, path, weights)
+
+    # Train stage by stage; each stage ends on its best checkpoint, and the best stage wins.
+    make_trainer = partial(
+        build_trainer, model=model, train_dataset=data["train"], eval_dataset=data["validation"], class_weights=weights
+    )
+    results = [run_stage(stage, model, groups, args, make_trainer) for stage in plan_stages(args, len(groups))]
+    best = best_stage(results, args.greater_is_better)
+    if best is not results[-1]:
+        logger.info("Stage %d scored best on validation; going back to its best checkpoint", best.stage.number)
+        set_trainable(model.timm_model, groups, best.stage.trainable_groups)
+        load_checkpoint_weights(model, best.best_checkpoint)
+
+    # Validation and test scores of the best model.
+    trainer = make_trainer(args)
+    metrics = {"eval": trainer.evaluate(metric_key_prefix="eval")}
+    test = trainer.predict(data["test"], metric_key_prefix="test")
+    metrics["test"] = test.metrics
+    for split, values in metrics.items():
+        trainer.log_metrics(split, values)
+        trainer.save_metrics(split, values)
+
+    # The model folder: weights and config for transformers and timm, reports, plots, model card.
+    if args.should_save:
+        save_model(model, output_dir, prep)
+        write_test_report(test.predictions, test.label_ids, class_names, output_dir)
+        train_transform = build_train_transform(prep, transform_args, seed=args.seed)
+        write_plots(merged_history(results), raw["train"], train_transform, prep, output_dir)
+        write_model_card(run_summary(model, model_args, data_args, args, prep, raw, results, metrics), output_dir)
+        logger.info("Model, reports and plots written to %s", output_dir)
+    return metrics["test"]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
