@@ -16,7 +16,9 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from flowers_hf.cli import parse_args, setup_logging
+from transformers import set_seed
+
+from flowers_hf.cli import parse_args, run_cli, setup_logging
 from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
 from flowers_hf.data import load_flowers
 from flowers_hf.finetune import parameter_groups, set_trainable
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     class_names = raw["train"].features["label"].names
 
     # Model, and the preprocessing its timm data config prescribes.
+    set_seed(args.seed)  # the new head (or the whole model) is initialised here, before any Trainer seeds
     model = build_model(model_args, class_names)
     groups = parameter_groups(model.timm_model)  # before any freezing
     prep = resolve_preprocessing(model.timm_model, transform_args)
@@ -91,4 +94,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_cli(main, sys.argv[1:]))

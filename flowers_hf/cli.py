@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,14 @@ def setup_logging(should_log: bool, library_level: int) -> None:
     level = logging.INFO if should_log else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, level=level)
     transformers.utils.logging.set_verbosity(library_level)
+
+
+def run_cli(main: Callable[[list[str]], Any], argv: list[str]) -> int:
+    """Run an entry point; when the cause lies outside the program (offline, a missing file), end with its
+    message and exit status 1 rather than a traceback."""
+    try:
+        main(argv)
+    except (ConnectionError, FileNotFoundError) as error:
+        logging.getLogger("flowers_hf").error("%s: %s", type(error).__name__, error)
+        return 1
+    return 0

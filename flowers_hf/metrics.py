@@ -36,13 +36,17 @@ class ClassificationMetrics(evaluate.Metric):
         predicted = predictions.argmax(axis=1)
         return {
             "accuracy": float(accuracy_score(references, predicted)),
-            f"top{top_k}_accuracy": float(
-                top_k_accuracy_score(references, predictions, k=min(top_k, num_classes), labels=labels)
-            ),
+            f"top{top_k}_accuracy": _top_k_accuracy(predictions, references, top_k),
             "macro_f1": float(f1_score(references, predicted, labels=labels, average="macro", zero_division=0)),
             # The mean of per-class recalls over the classes present in the references.
             "mean_per_class_accuracy": float(balanced_accuracy_score(references, predicted)),
         }
+
+
+def _top_k_accuracy(scores: np.ndarray, references: np.ndarray, k: int) -> float:
+    if k >= scores.shape[1]:
+        return 1.0  # every class is among the top k
+    return float(top_k_accuracy_score(references, scores, k=k, labels=np.arange(scores.shape[1])))
 
 
 def build_compute_metrics(top_k: int = 5) -> Callable[[EvalPrediction], dict[str, float]]:

@@ -89,6 +89,14 @@ def test_saved_config_is_a_preset_that_parses_back(run):
     assert args.stage2_epochs == 3 and args.output_dir == str(output)
 
 
+def test_the_same_seed_gives_the_same_run(run, tmp_path):
+    output, argv = run
+    again = train.main([*argv[:-2], "--output_dir", str(tmp_path)])
+    before = json.loads((output / "test_results.json").read_text())
+    assert again["test_loss"] == pytest.approx(before["test_loss"], rel=1e-5)
+    assert again["test_accuracy"] == before["test_accuracy"]
+
+
 def test_rerun_of_a_finished_run_trains_nothing_and_gives_the_same_scores(run, caplog):
     output, argv = run
     before = json.loads((output / "test_results.json").read_text())
@@ -143,6 +151,22 @@ def test_presets_start_training(preset, stages, tmp_path):
     metrics = train.main(argv)
     assert set(metrics) >= TEST_KEYS
     assert len(list(tmp_path.glob("stage*/trainer_state.json"))) == stages
+
+
+def test_fp16_asked_for_on_a_cpu_trains_in_fp32(tmp_path):
+    metrics = train.main([*TINY, "--output_dir", str(tmp_path), "--precision", "fp16", "--max_steps", "1"])
+    assert set(metrics) >= TEST_KEYS
+    assert "precision: fp16" in (tmp_path / "train_config.yaml").read_text()
+    assert "fp16: false" in (tmp_path / "train_config.yaml").read_text()
+
+
+def test_offline_pretrained_weights_stop_the_command_with_the_fix(tmp_path):
+    command = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "resnet18.yaml"),
+               *TINY[:8], "--output_dir", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "--pretrained false" in done.stderr and "--pretrained_path" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_two_process_cpu_run_with_accelerate(tmp_path):
