@@ -94,6 +94,8 @@ class FlowersTrainingArguments(TrainingArguments):
             )
         if self.remove_unused_columns:
             raise ValueError("--remove_unused_columns must stay false: the image transform reads the image column")
+        if self.dataloader_num_workers == 0:
+            self.dataloader_persistent_workers = False  # nothing to keep; the DataLoader refuses the pair
         if not torch.accelerator.is_available():
             # Without it the Trainer neither takes its CPU autocast path (bf16) nor sets up DDP over gloo
             # when started by `accelerate launch --multi_gpu` or torchrun on a machine without GPUs.

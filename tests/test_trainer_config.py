@@ -60,3 +60,8 @@ def test_defaults_select_the_best_epoch_by_validation_accuracy(tmp_path):
     assert args.metric_for_best_model == "accuracy" and args.greater_is_better
     assert args.load_best_model_at_end and args.remove_unused_columns is False
     assert args.save_total_limit == 2  # the best and the last checkpoint
+
+
+def test_no_workers_means_no_persistent_workers(tmp_path):
+    assert _args(tmp_path, dataloader_num_workers=0).dataloader_persistent_workers is False
+    assert _args(tmp_path, dataloader_num_workers=2).dataloader_persistent_workers is True
