@@ -27,7 +27,7 @@ def parameter_groups(model: torch.nn.Module) -> list[list[str]]:
     Args:
         model: a timm model (``TimmWrapperForImageClassification.timm_model``).
     """
-    classifier = {f"{name}" for name, _ in _classifier_parameters(model)}
+    classifier = {name for name, _ in _classifier_parameters(model)}
     if hasattr(model, "group_matcher"):
         groups = [list(names) for names in group_parameters(model, model.group_matcher(coarse=True)).values()]
     else:

@@ -81,8 +81,10 @@ def run_stage(
     logger.info("Stage %d: %s; %s", stage.number, stage.description, describe_trainable(model))
     if (stage_dir / STATE_FILE).is_file():
         state = TrainerState.load_from_json(str(stage_dir / STATE_FILE))
-        checkpoint = state.best_model_checkpoint
-        logger.info("Stage %d finished earlier; loading its best checkpoint %s", stage.number, checkpoint)
+        # The stage ended on its best checkpoint, or on its last one without --load_best_model_at_end.
+        best = args.load_best_model_at_end and state.best_model_checkpoint
+        checkpoint = best or get_last_checkpoint(str(stage_dir))
+        logger.info("Stage %d finished earlier; loading its checkpoint %s", stage.number, checkpoint)
         load_checkpoint_weights(model, checkpoint)
         return _result(stage, state)
     stage_args = dataclasses.replace(

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import pipeline
 
 import train
@@ -72,6 +74,30 @@ def test_both_stages_ran_with_their_own_schedule(run):
         assert state["log_history"][0]["learning_rate"] > 0
         assert any("train_accuracy" in r for r in state["log_history"])
         assert any("eval_accuracy" in r for r in state["log_history"])
+
+
+def _weights(checkpoint: Path) -> dict:
+    return {k.removeprefix("timm_model."): v for k, v in load_file(str(checkpoint / "model.safetensors")).items()}
+
+
+def test_stage_one_trains_the_head_only_and_stage_two_the_backbone_too(run):
+    output, _ = run
+    first, second = (_weights(output / "stage1" / f"checkpoint-{step}") for step in (5, 10))  # epochs 1 and 2
+    final = load_file(str(output / "model.safetensors"))
+    assert torch.equal(first["conv1.0.weight"], second["conv1.0.weight"])
+    assert torch.equal(first["bn1.running_mean"], second["bn1.running_mean"])  # frozen statistics
+    assert not torch.equal(first["fc.weight"], second["fc.weight"])
+    assert not torch.equal(second["conv1.0.weight"], final["conv1.0.weight"])  # stage 2 trained the stem
+
+
+def test_each_stage_keeps_its_best_and_its_last_checkpoint(run):
+    output, _ = run
+    for stage in ("stage1", "stage2"):
+        state = json.loads((output / stage / "trainer_state.json").read_text())
+        kept = sorted(p.name for p in (output / stage).glob("checkpoint-*"))
+        last = f"checkpoint-{state['global_step']}"
+        assert last in kept and Path(state["best_model_checkpoint"]).name in kept
+        assert len(kept) <= 2
 
 
 def test_output_folder_serves_the_pipeline_with_flower_names(run):

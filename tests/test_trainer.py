@@ -1,5 +1,10 @@
 """Class-weighted loss: hand computations, gradient accumulation, training accuracy in the logs."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -105,6 +110,16 @@ def test_gradient_accumulation_gives_the_one_big_batch_update(tmp_path):
     # The micro-batches differ in total class weight; each must still count as part of one weighted mean.
     assert torch.allclose(_one_step(tmp_path / "big", batch_size=8, accumulation=1), expected, atol=1e-6)
     assert torch.allclose(_one_step(tmp_path / "acc", batch_size=2, accumulation=4), expected, atol=1e-6)
+
+
+def test_two_processes_give_the_one_big_batch_update(tmp_path):
+    # DDP averages gradients over processes; each must divide by the total weight of both processes' batches.
+    script = Path(__file__).parent / "ddp_weighted_step.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(script.parent)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert torch.allclose(torch.load(tmp_path / "weight.pt"), _expected_step(), atol=1e-6)
 
 
 def test_training_logs_include_accuracy(tmp_path):
