@@ -89,8 +89,8 @@ values. They are saved in `config.json` as the model's data config, so the image
 {% for row in results -%}
 | {{ row.label }} | {{ row.validation }} | {{ row.test }} |
 {% endfor %}
-Validation accuracy steered training (best checkpoint, early stopping), so the validation numbers are optimistic; the
-test split is the held-out estimate.
+Validation accuracy chose the checkpoint (and the stopping point, where early stopping was on), so the validation
+numbers are optimistic; the test split is the held-out estimate.
 {%- if interval %} With {{ "{:,}".format(test_size) }} test images, the 95% binomial interval of the test accuracy is
 about ±{{ interval }} points (sampling error only, not the spread between seeds).
 {%- endif %}

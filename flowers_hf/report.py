@@ -36,11 +36,10 @@ def label_counts(split: datasets.Dataset, num_classes: int) -> list[int]:
 
 
 def save_config(args: tuple[Any, ...], output_dir: Path) -> Path:
-    """Write every argument as a YAML preset that ``--config`` reads back (tokens left out)."""
+    """Write every argument as a YAML preset that ``--config`` reads back (``FlowersTrainingArguments.to_preset``)."""
     config: dict[str, Any] = {}
     for instance in args:
-        values = instance.to_dict() if hasattr(instance, "to_dict") else vars(instance)
-        config.update({k: v for k, v in values.items() if not k.endswith("_token")})
+        config.update(instance.to_preset() if hasattr(instance, "to_preset") else vars(instance))
     path = output_dir / CONFIG_FILE
     path.write_text(yaml.safe_dump(_plain(config), sort_keys=False))
     return path

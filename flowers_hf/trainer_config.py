@@ -12,6 +12,7 @@ from transformers import TrainingArguments
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_MACHINE_DEPENDENT = ("use_cpu", "fp16", "bf16", "dataloader_persistent_workers")
 CLASS_WEIGHTS = ("balanced", "none")
 
 
@@ -94,6 +95,8 @@ class FlowersTrainingArguments(TrainingArguments):
             )
         if self.remove_unused_columns:
             raise ValueError("--remove_unused_columns must stay false: the image transform reads the image column")
+        # As given, before this machine decides: what a saved configuration records for another machine.
+        self.as_given = {key: getattr(self, key) for key in _MACHINE_DEPENDENT}
         if self.dataloader_num_workers == 0:
             self.dataloader_persistent_workers = False  # nothing to keep; the DataLoader refuses the pair
         if not torch.accelerator.is_available():
@@ -102,6 +105,11 @@ class FlowersTrainingArguments(TrainingArguments):
             self.use_cpu = True
         self.fp16, self.bf16 = _mixed_precision(self.precision, self.fp16, self.bf16, self.use_cpu)
         super().__post_init__()
+
+    def to_preset(self) -> dict:
+        """The arguments as a ``--config`` preset: machine-dependent flags as given, no tokens."""
+        values = {**self.to_dict(), **self.as_given}
+        return {key: value for key, value in values.items() if not key.endswith("_token")}
 
 
 def _mixed_precision(precision: str, fp16: bool, bf16: bool, use_cpu: bool) -> tuple[bool, bool]:

@@ -26,6 +26,15 @@ def test_fp16_on_cpu_falls_back_to_fp32_with_a_warning(tmp_path, caplog):
 def test_bf16_is_honoured_on_cpu(tmp_path):
     args = _args(tmp_path, precision="bf16")
     assert (args.fp16, args.bf16) == (False, True)
+    assert args.use_cpu  # the Trainer's CPU autocast needs it
+
+
+def test_preset_records_machine_dependent_flags_as_given(tmp_path):
+    args = _args(tmp_path, precision="fp16", hub_token="secret")
+    assert (args.fp16, args.use_cpu) == (False, True)  # this machine has no GPU
+    preset = args.to_preset()
+    assert (preset["fp16"], preset["use_cpu"], preset["precision"]) == (False, False, "fp16")
+    assert "hub_token" not in preset and "secret" not in str(preset)
 
 
 @pytest.mark.parametrize(
