@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_imagefolder
 from safetensors.torch import load_file
 from transformers import pipeline
 
@@ -177,6 +178,29 @@ def test_presets_start_training(preset, stages, tmp_path):
     metrics = train.main(argv)
     assert set(metrics) >= TEST_KEYS
     assert len(list(tmp_path.glob("stage*/trainer_state.json"))) == stages
+
+
+SHORT = [
+    "--model", "test_resnet", "--pretrained", "false", "--image_size", "32", "--max_steps", "1",
+    "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0", "--disable_tqdm", "true",
+]  # fmt: skip
+
+
+def test_trains_on_an_oxford_folder_and_an_imagefolder(oxford_dir, tmp_path):
+    tree = write_imagefolder(tmp_path / "tree", {"train": {"rose": 6, "tulip": 6}, "test": {"rose": 2, "tulip": 2}})
+    for source, classes in ((oxford_dir, 102), (tree, 2)):
+        output = tmp_path / f"out_{classes}"
+        metrics = train.main([*SHORT, "--dataset", str(source), "--output_dir", str(output)])
+        assert set(metrics) >= TEST_KEYS
+        assert len(json.loads((output / "config.json").read_text())["label_names"]) == classes
+
+
+def test_a_run_folder_is_a_starting_point(run, tmp_path):
+    output, _ = run
+    argv = [*TINY, "--output_dir", str(tmp_path), "--model", str(output), "--pretrained", "true", "--max_steps", "1"]
+    metrics = train.main(argv)
+    # One more step on the trained model keeps it far above chance (a new head would be near 0.25).
+    assert metrics["test_accuracy"] > 0.5
 
 
 def test_fp16_asked_for_on_a_cpu_trains_in_fp32(tmp_path):
