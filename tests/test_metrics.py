@@ -43,3 +43,14 @@ def test_classification_report_by_flower_name():
     assert report["rose"] == pytest.approx({"precision": 0.5, "recall": 1.0, "f1-score": 2 / 3, "support": 1})
     assert report["daisy"]["support"] == 3
     assert report["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_mean_per_class_accuracy_is_balanced_accuracy_when_a_class_is_missing_from_the_labels():
+    from sklearn.metrics import balanced_accuracy_score
+
+    scores = np.eye(4, dtype=np.float32)[[0, 1, 3, 3, 0]]  # predicts class 3, which no label has
+    labels = np.array([0, 1, 2, 2, 1])
+    metrics = build_compute_metrics()(EvalPrediction(predictions=scores, label_ids=labels))
+    with pytest.warns(UserWarning):
+        expected = balanced_accuracy_score(labels, scores.argmax(axis=1))
+    assert metrics["mean_per_class_accuracy"] == pytest.approx(expected)
