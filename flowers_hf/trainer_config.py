@@ -93,6 +93,11 @@ class FlowersTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"--backbone_learning_rate_scale must be positive, not {self.backbone_learning_rate_scale}"
             )
+        if self.push_to_hub:
+            raise ValueError(
+                "--push_to_hub is not supported yet (each stage's Trainer would push its own checkpoints); "
+                "upload the finished output folder with `hf upload USER/NAME OUTPUT_DIR` instead"
+            )
         if self.remove_unused_columns:
             raise ValueError("--remove_unused_columns must stay false: the image transform reads the image column")
         # As given, before this machine decides: what a saved configuration records for another machine.
