@@ -96,7 +96,7 @@ class FlowersTrainingArguments(TrainingArguments):
         if self.push_to_hub:
             raise ValueError(
                 "--push_to_hub is not supported yet (each stage's Trainer would push its own checkpoints); "
-                "upload the finished output folder with `hf upload USER/NAME OUTPUT_DIR` instead"
+                "upload the finished output folder with `hf upload USER/NAME OUTPUT_DIR --exclude 'stage*'` instead"
             )
         if self.remove_unused_columns:
             raise ValueError("--remove_unused_columns must stay false: the image transform reads the image column")
