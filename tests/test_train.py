@@ -81,6 +81,27 @@ def _weights(checkpoint: Path) -> dict:
     return {k.removeprefix("timm_model."): v for k, v in load_file(str(checkpoint / "model.safetensors")).items()}
 
 
+def test_stage_two_starts_a_fresh_schedule(run):
+    output, _ = run
+    rates = [
+        [r["learning_rate"] for r in json.loads((output / stage / "trainer_state.json").read_text())["log_history"]
+         if "learning_rate" in r]
+        for stage in ("stage1", "stage2")
+    ]  # fmt: skip
+    # Linear decay: stage 1 ends near zero; stage 2 starts again from its own peak (0.01 here).
+    assert rates[1][0] > 0.005 > rates[0][-1]
+
+
+def test_early_stopping_ends_a_stage_that_stopped_improving(tmp_path):
+    argv = [*TINY, "--output_dir", str(tmp_path), "--learning_rate", "0", "--num_train_epochs", "6",
+            "--stage2_epochs", "0", "--early_stopping_patience", "2"]  # fmt: skip
+    train.main(argv)
+    state = json.loads((tmp_path / "stage1" / "trainer_state.json").read_text())
+    # Nothing learns at learning rate 0: epoch 1 stays the best, and two more epochs without gain end it.
+    assert state["epoch"] == 3
+    assert Path(state["best_model_checkpoint"]).name == "checkpoint-5"
+
+
 def test_stage_one_trains_the_head_only_and_stage_two_the_backbone_too(run):
     output, _ = run
     first, second = (_weights(output / "stage1" / f"checkpoint-{step}") for step in (5, 10))  # epochs 1 and 2
