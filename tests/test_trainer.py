@@ -138,3 +138,22 @@ def test_training_logs_include_accuracy(tmp_path):
     logged = [record["train_accuracy"] for record in trainer.state.log_history if "train_accuracy" in record]
     assert len(logged) == 2
     assert all(0.0 <= value <= 1.0 for value in logged)
+
+
+def test_backbone_learning_rate_scale_splits_head_and_backbone(tmp_path):
+    from flowers_hf.config import ModelArguments
+    from flowers_hf.modeling import build_model
+
+    model = build_model(ModelArguments(model="test_resnet", pretrained=False), ["a", "b", "c"])
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.01, report_to=[])
+    trainer = ClassWeightedTrainer(
+        model=model, args=args, loss=WeightedCrossEntropy(), backbone_learning_rate_scale=0.1
+    )
+    optimizer = trainer.create_optimizer()
+    head = {id(p) for p in model.timm_model.fc.parameters()}
+    rates = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert len(rates) == len(list(model.parameters()))  # every parameter once
+    assert {rates[i] for i in head} == {1e-3}
+    assert all(rate == pytest.approx(1e-4) for i, rate in rates.items() if i not in head)
+    decays = {group["weight_decay"] for group in optimizer.param_groups}
+    assert decays == {0.0, 0.01}  # the Trainer's decay / no-decay split survives
