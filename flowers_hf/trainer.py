@@ -86,7 +86,13 @@ class ClassWeightedTrainer(Trainer):
             total = self.accelerator.gather(total.reshape(1)).sum()
         return batches, total
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | None = None,
+    ):
         labels = inputs.get("labels")
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training and labels is not None:
@@ -103,7 +109,7 @@ class ClassWeightedTrainer(Trainer):
             self._train_counts = None
         super().log(logs, start_time)
 
-    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(model)
         if self.backbone_learning_rate_scale == 1.0:
             return optimizer
