@@ -20,12 +20,12 @@ from transformers import set_seed
 
 from flowers_hf.cli import parse_args, run_cli, setup_logging
 from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.data import label_counts, load_flowers
 from flowers_hf.finetune import parameter_groups, set_trainable
 from flowers_hf.model_card import write_model_card
 from flowers_hf.modeling import build_model, save_model
 from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.report import label_counts, run_summary, save_class_weights, save_config, write_plots, write_test_report
+from flowers_hf.report import run_summary, save_class_weights, save_config, write_plots, write_test_report
 from flowers_hf.stages import best_stage, load_checkpoint_weights, merged_history, plan_stages, run_stage
 from flowers_hf.trainer import build_trainer, class_weights_from_counts
 from flowers_hf.trainer_config import FlowersTrainingArguments

@@ -12,6 +12,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .data.load import SYNTHETIC
+from .hub import is_hub_id
 from .preprocessing import Preprocessing
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,6 @@ METRICS = (
     ("mean_per_class_accuracy", "Mean per-class accuracy", "mean_per_class_accuracy", "Mean per-class accuracy", None),
 )
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SECRET_KEY = re.compile(r"token|secret|password|api_key|credential", re.IGNORECASE)
 
 TEMPLATE = """---
@@ -217,13 +217,6 @@ def write_model_card(summary: RunSummary, output_dir: str | Path) -> Path:
     build_model_card(summary).save(path)
     logger.info("Wrote the model card to %s", path)
     return path
-
-
-def is_hub_id(source: str | None) -> bool:
-    """Whether ``source`` reads as a Hub repository id (``owner/name``) rather than 'synthetic' or a local path."""
-    if not source or source == SYNTHETIC or source.startswith((".", "/", "~")):
-        return False
-    return bool(_HUB_ID.match(source)) and not Path(source).expanduser().exists()
 
 
 def _card_data(summary: RunSummary) -> ModelCardData:

@@ -5,19 +5,17 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import timm
 import torch
-from huggingface_hub import HfApi
-from huggingface_hub.errors import OfflineModeIsEnabled
 from timm.models import save_for_hf
 from timm.utils import unfreeze
 from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
 from .config import ModelArguments
+from .hub import is_hub_id, probe_hub
 from .preprocessing import Preprocessing
 
 logger = logging.getLogger(__name__)
@@ -86,7 +84,7 @@ def _timm_name(model: str) -> tuple[str, str | None]:
         return f"local-dir:{path}", "local-dir"
     if timm.is_model(model):
         return model, None
-    if model.count("/") == 1 and not model.startswith((".", "/", "~")):
+    if is_hub_id(model):
         return f"hf-hub:{model}", "hf-hub"
     raise ValueError(
         f"--model {model}: not a timm architecture (see timm.list_models()), a saved model folder, or a Hub repo id"
@@ -98,18 +96,14 @@ def _model_kwargs(args: ModelArguments) -> dict[str, Any]:
 
 
 def _check_weights_reachable(name: str) -> None:
-    # One quick request first: offline, timm's download retries for most of a minute before it fails.
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        return  # downloads are off: timm reads the cache and fails at once if the weights are not there
-    repo = name.removeprefix("hf-hub:") if name.startswith("hf-hub:") else timm.get_pretrained_cfg(name)
-    repo = getattr(repo, "hf_hub_id", repo)
+    if name.startswith("hf-hub:"):
+        repo = name.removeprefix("hf-hub:")
+    else:
+        repo = getattr(timm.get_pretrained_cfg(name), "hf_hub_id", None)
     if not repo:
         return  # weights hosted elsewhere than the Hub: let timm try
-    try:
-        HfApi().model_info(repo.split("@")[0], timeout=10)
-    except OfflineModeIsEnabled:
-        return
-    except Exception as error:  # the HTTP client's connection errors differ between huggingface_hub versions
+    error = probe_hub(repo.split("@")[0])
+    if error is not None:
         raise PretrainedWeightsUnavailableError(
             f"Cannot reach the Hugging Face Hub to download the pretrained weights '{repo}' "
             f"({type(error).__name__}: {error}). {OFFLINE_HELP}"

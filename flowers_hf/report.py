@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,6 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "train_config.yaml"
 CLASS_WEIGHTS_FILE = "class_weights.json"
 PLOTS = ("confusion_matrix.png", "loss_curve.png", "accuracy_curve.png", "augmentation_samples.png")
-
-
-def label_counts(split: datasets.Dataset, num_classes: int) -> list[int]:
-    """Images per class id (reads the label column only)."""
-    tally = Counter(split.with_format(None)["label"])
-    return [tally.get(i, 0) for i in range(num_classes)]
 
 
 def save_config(args: tuple[Any, ...], output_dir: Path) -> Path:

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 from huggingface_hub import ModelCard
 
-from flowers_hf.model_card import RunSummary, build_model_card, is_hub_id, write_model_card
+from flowers_hf.hub import is_hub_id
+from flowers_hf.model_card import RunSummary, build_model_card, write_model_card
 from flowers_hf.preprocessing import Preprocessing, resolve_preprocessing
 
 HUB_DATASET = "dpdl-benchmark/oxford_flowers102"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import datasets
-from huggingface_hub import HfApi
-from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+from ..hub import probe_hub
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +45,14 @@ def load_from_hub(repo_id: str, revision: str | None = None, cache_dir: str | No
 
 
 def _check_reachable(repo_id: str, revision: str | None) -> None:
-    # One quick metadata request: without it, datasets retries for half a minute before it gives up offline.
-    try:
-        HfApi().dataset_info(repo_id, revision=revision, timeout=10)
-    except OfflineModeIsEnabled:
-        return  # HF_HUB_OFFLINE=1: datasets reads the cache, and says so if the data set is not there
-    except (RepositoryNotFoundError, GatedRepoError) as error:
+    error = probe_hub(repo_id, repo_type="dataset", revision=revision)
+    if error is None:
+        return
+    if isinstance(error, (RepositoryNotFoundError, GatedRepoError)):
         raise ValueError(
             f"'{repo_id}' is neither a local folder nor a data set on the Hub that you can read "
             f"({type(error).__name__}). {LOCAL_ALTERNATIVES}"
         ) from error
-    except Exception as error:  # the HTTP client's connection errors differ between huggingface_hub versions
-        raise HubUnavailableError(
-            f"Cannot reach the Hugging Face Hub to load '{repo_id}' ({type(error).__name__}: {error}). "
-            f"{LOCAL_ALTERNATIVES}"
-        ) from error
+    raise HubUnavailableError(
+        f"Cannot reach the Hugging Face Hub to load '{repo_id}' ({type(error).__name__}: {error}). {LOCAL_ALTERNATIVES}"
+    ) from error

@@ -60,13 +60,16 @@ def _load_raw(source: str, args: DataArguments) -> datasets.DatasetDict:
     return load_from_hub(source, revision=args.dataset_revision, cache_dir=args.cache_dir)
 
 
+def label_counts(split: datasets.Dataset, num_classes: int) -> list[int]:
+    """Images per class id, in class id order (reads the label column only)."""
+    tally = Counter(split.with_format(None)["label"])
+    return [tally.get(i, 0) for i in range(num_classes)]
+
+
 def summarize(data: datasets.DatasetDict, source: str) -> dict[str, Any]:
     """What was loaded: class names, split sizes and per-class counts (class id order) of each split."""
     names = data["train"].features["label"].names
-    counts = {}
-    for split in SPLITS:
-        tally = Counter(data[split]["label"])
-        counts[split] = [tally.get(i, 0) for i in range(len(names))]
+    counts = {split: label_counts(data[split], len(names)) for split in SPLITS}
     return {
         "source": source,
         "num_classes": len(names),
