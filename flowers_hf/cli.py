@@ -14,6 +14,9 @@ import transformers
 import yaml
 from transformers import HfArgumentParser
 
+from .checkpoints import ClassCountMismatchError
+from .data.validate import BadImagesError
+
 
 def parse_args(
     dataclass_types: tuple[type, ...], argv: list[str] | None = None, prog: str | None = None
@@ -65,11 +68,13 @@ def setup_logging(should_log: bool, library_level: int) -> None:
 
 
 def run_cli(main: Callable[[list[str]], Any], argv: list[str]) -> int:
-    """Run an entry point; when the cause lies outside the program (offline, a missing file), end with its
-    message and exit status 1 rather than a traceback."""
+    """Run an entry point; when the cause lies outside the program (offline, a missing file, undecodable images,
+    a model for other classes), end with its message and exit status 1 rather than a traceback; on Ctrl-C, 130."""
     try:
         main(argv)
-    except (ConnectionError, FileNotFoundError) as error:
+    except (ConnectionError, FileNotFoundError, BadImagesError, ClassCountMismatchError) as error:
         logging.getLogger("flowers_hf").error("%s: %s", type(error).__name__, error)
         return 1
+    except KeyboardInterrupt:
+        return 130  # as a shell reports Ctrl-C; a stop that saved a checkpoint has logged how to resume
     return 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_HUB_DATASET = "dpdl-benchmark/oxford_flowers102"
+AUGMENT_POLICIES = ("default", "strong")
 
 
 @dataclass
@@ -39,6 +40,13 @@ class DataArguments:
     synthetic_seed: int = field(
         default=0, metadata={"help": "Synthetic set: seed; the same seed draws the same images."}
     )
+    on_bad_image: str = field(
+        default="skip",
+        metadata={
+            "help": "Images that cannot be decoded (empty, not an image, truncated, over PIL's pixel limit), found "
+            "before training and listed in OUTPUT_DIR/bad_images.json: 'skip' leaves them out, 'error' stops the run."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("validation_fraction", "test_fraction"):
@@ -54,6 +62,8 @@ class DataArguments:
             raise ValueError(f"--synthetic_image_size must be at least 16 pixels, got {self.synthetic_image_size}")
         if self.synthetic_image_format not in ("jpeg", "png"):
             raise ValueError(f"--synthetic_image_format must be 'jpeg' or 'png', got {self.synthetic_image_format!r}")
+        if self.on_bad_image not in ("skip", "error"):
+            raise ValueError(f"--on_bad_image must be 'skip' or 'error', got {self.on_bad_image!r}")
 
 
 @dataclass
@@ -78,6 +88,14 @@ class TransformArguments:
         default=0.02, metadata={"help": "Hue jitter (fraction of the colour wheel); small, colour tells flowers apart."}
     )
     color_jitter_prob: float = field(default=0.8, metadata={"help": "Probability of colour jitter."})
+    augment: str = field(
+        default="default",
+        metadata={
+            "help": "Training augmentation policy: default (crop, flip, rotation, colour jitter), or strong: the "
+            "default plus the shifts between real photographs (exposure, white balance, blur, noise, JPEG, "
+            "perspective, occlusion)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.image_size is not None and self.image_size < 8:
@@ -102,6 +120,8 @@ class TransformArguments:
         for name in ("hflip_prob", "rotate_prob", "color_jitter_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.augment not in AUGMENT_POLICIES:
+            raise ValueError(f"--augment must be one of {AUGMENT_POLICIES}, got {self.augment!r}")
 
 
 @dataclass

@@ -11,14 +11,16 @@ from typing import Any
 
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerState
-from transformers.trainer_utils import get_last_checkpoint
 
+from .checkpoints import check_num_classes, last_complete_checkpoint
 from .finetune import describe_trainable, set_trainable
+from .interrupt import SaveOnInterrupt, TrainingInterrupted
 from .trainer_config import FlowersTrainingArguments
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"  # written when a stage has finished
+_OTHER_DATA = "Resume only on the data set it was trained on, or give another --output_dir."
 
 
 @dataclass
@@ -67,7 +69,7 @@ def run_stage(
     make_trainer: Callable[[FlowersTrainingArguments], Trainer],
 ) -> StageResult:
     """Train one stage in ``output_dir/stage<N>``; a finished stage is not trained again, an interrupted one
-    resumes from its last checkpoint.
+    resumes from its last complete checkpoint. Ctrl-C saves a checkpoint and raises ``TrainingInterrupted``.
 
     Args:
         stage: what trains, how long, how fast.
@@ -79,24 +81,79 @@ def run_stage(
     stage_dir = Path(args.output_dir) / f"stage{stage.number}"
     set_trainable(model.timm_model, groups, stage.trainable_groups)
     logger.info("Stage %d: %s; %s", stage.number, stage.description, describe_trainable(model))
-    if (stage_dir / STATE_FILE).is_file():
-        state = TrainerState.load_from_json(str(stage_dir / STATE_FILE))
+    state = _finished_state(stage_dir)
+    if state is not None:
         # The stage ended on its best checkpoint, or on its last one without --load_best_model_at_end.
         best = args.load_best_model_at_end and state.best_model_checkpoint
-        checkpoint = best or get_last_checkpoint(str(stage_dir))
+        checkpoint = best or last_complete_checkpoint(stage_dir)
+        if checkpoint is not None:
+            check_num_classes(checkpoint, model.config.num_labels, f"Stage {stage.number}'s checkpoint", _OTHER_DATA)
         logger.info("Stage %d finished earlier; loading its checkpoint %s", stage.number, checkpoint)
         load_checkpoint_weights(model, checkpoint)
         return _result(stage, state)
+    return _result(stage, _train(stage, stage_dir, model, args, make_trainer))
+
+
+def _train(
+    stage: Stage,
+    stage_dir: Path,
+    model: Any,
+    args: FlowersTrainingArguments,
+    make_trainer: Callable[[FlowersTrainingArguments], Trainer],
+) -> TrainerState:
+    last = last_complete_checkpoint(stage_dir)
+    if last is not None:
+        check_num_classes(last, model.config.num_labels, "Checkpoint", _OTHER_DATA)
+        logger.info("Resuming stage %d from checkpoint %s", stage.number, last)
+        _warn_if_inexact(args)
+    # No Hub token: the Trainer pickles its arguments into every checkpoint (training_args.bin), and a stage
+    # never pushes (train.py publishes the finished folder).
     stage_args = dataclasses.replace(
-        args, output_dir=str(stage_dir), num_train_epochs=stage.epochs, learning_rate=stage.learning_rate
+        args,
+        output_dir=str(stage_dir),
+        num_train_epochs=stage.epochs,
+        learning_rate=stage.learning_rate,
+        hub_token=None,
     )
     trainer = make_trainer(stage_args)
-    last = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
-    if last is not None:
-        logger.info("Resuming stage %d from checkpoint %s", stage.number, last)
-    trainer.train(resume_from_checkpoint=last)
+    interrupt = SaveOnInterrupt()
+    trainer.add_callback(interrupt)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    finally:
+        interrupt.restore()
+    if interrupt.interrupted:
+        step = trainer.state.global_step
+        message = f"stage {stage.number} stopped by Ctrl-C at step {step}, after saving {stage_dir}/checkpoint-{step}"
+        if trainer.is_world_process_zero():
+            logger.warning("%s; run the same command again to resume from it", message)
+        raise TrainingInterrupted(message)
     trainer.save_state()
-    return _result(stage, trainer.state)
+    return trainer.state
+
+
+def _warn_if_inexact(args: FlowersTrainingArguments) -> None:
+    # Fresh DataLoader workers reseed the augmentation from torch's RNG, which the checkpoint restores; persistent
+    # workers carry their stream over from epoch 1, and without workers Albumentations keeps its own random
+    # state: neither is in a checkpoint.
+    if args.dataloader_num_workers == 0 or args.dataloader_persistent_workers:
+        logger.warning(
+            "The epochs after the resume see other random augmentations than an uninterrupted run would (close "
+            "results, not identical ones); --dataloader_num_workers 1 or more with --dataloader_persistent_workers "
+            "false resumes exactly"
+        )
+
+
+def _finished_state(stage_dir: Path) -> TrainerState | None:
+    """The state a finished stage wrote, or ``None``; a file cut short by a kill means the stage did not finish."""
+    path = stage_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return TrainerState.load_from_json(str(path))
+    except (OSError, ValueError, TypeError) as error:
+        logger.warning("%s is not readable (%s): the stage was stopped while finishing; resuming it", path, error)
+        return None
 
 
 def _result(stage: Stage, state: TrainerState) -> StageResult:

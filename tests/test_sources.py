@@ -107,6 +107,35 @@ def test_a_source_without_labels_is_refused_with_what_was_found():
         standardize(datasets.DatasetDict({"train": split}))
 
 
+def test_a_misnamed_label_column_is_named_with_the_fix():
+    split = datasets.Dataset.from_dict({"image": [Image.new("RGB", (4, 4))], "flower_id": [3]})
+    with pytest.raises(ValueError, match=r"no a label column.*'flower_id'.*Rename the column") as raised:
+        standardize(datasets.DatasetDict({"train": split}))
+    assert "an image" not in str(raised.value).split(";")[0]
+
+
+def _labelled(labels, feature) -> datasets.Dataset:
+    features = datasets.Features({"image": datasets.Image(), "label": feature})
+    return datasets.Dataset.from_dict({"image": [Image.new("RGB", (4, 4))] * len(labels), "label": labels}, features)
+
+
+def test_labels_outside_the_classes_are_refused_before_training():
+    names = datasets.ClassLabel(names=["pink primrose", "sweet pea"])
+    data = {"train": _labelled([0, 1], names), "test": _labelled([1, -1, 0], names)}  # -1: an unlabelled row
+    with pytest.raises(ValueError, match=r"split 'test': 1 label\(s\) outside the class ids 0 … 1.*row 1"):
+        standardize(datasets.DatasetDict(data))
+    with pytest.raises(ValueError, match="row 1 with label -3"):
+        standardize(datasets.DatasetDict({"train": _labelled([0, -3], datasets.Value("int64"))}))
+
+
+def test_integer_labels_give_every_split_the_same_classes_when_one_lacks_a_class():
+    ids = datasets.Value("int64")
+    data = {"train": _labelled([0, 101, 4], ids), "validation": _labelled([0, 4], ids), "test": _labelled([101], ids)}
+    out = standardize(datasets.DatasetDict(data))
+    assert all(split.features["label"].names == list(FLOWER_NAMES) for split in out.values())
+    assert out["validation"]["label"] == [0, 4]
+
+
 def test_offline_hub_fails_fast_and_names_the_local_alternatives():
     start = time.monotonic()
     with pytest.raises(HubUnavailableError) as raised:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import datasets
+import numpy as np
 
 from ..labels import FLOWER_NAMES, numeric_names_to_flowers
 
@@ -43,6 +44,8 @@ def standardize(
     """
     data = _rename_splits(data)
     data = datasets.DatasetDict({name: _standard_columns(split, name) for name, split in data.items()})
+    data = _labels_to_class_label(data)
+    _check_label_range(data)
     data = _flower_names(data)
     return _fill_splits(data, validation_fraction, test_fraction, seed)
 
@@ -62,9 +65,11 @@ def _standard_columns(split: datasets.Dataset, name: str) -> datasets.Dataset:
     image = _find_column(features, _IMAGE_ALIASES, datasets.Image)
     label = _find_column(features, _LABEL_ALIASES, datasets.ClassLabel)
     if image is None or label is None:
+        missing = " and ".join(kind for kind, column in (("an image", image), ("a label", label)) if column is None)
         raise ValueError(
-            f"split '{name}' needs an image column and a label column; found {dict(features)}. "
-            f"Image columns are recognised by type or by the names {_IMAGE_ALIASES}, labels by {_LABEL_ALIASES}."
+            f"split '{name}' has no {missing} column; its columns are {dict(features)}. An image column is a "
+            f"datasets.Image or is named one of {_IMAGE_ALIASES}; a label column is a ClassLabel or is named one of "
+            f"{_LABEL_ALIASES}. Rename the column (Dataset.rename_column) or cast it."
         )
     split = split.select_columns([image, label])
     renames = {old: new for old, new in ((image, "image"), (label, "label")) if old != new}
@@ -72,8 +77,10 @@ def _standard_columns(split: datasets.Dataset, name: str) -> datasets.Dataset:
         split = split.rename_columns(renames)
     if not isinstance(split.features["image"], datasets.Image):
         raise ValueError(f"split '{name}': column '{image}' holds {split.features['image']}, not images")
-    if not isinstance(split.features["label"], datasets.ClassLabel):
-        split = _labels_to_class_label(split, name)
+    feature = split.features["label"]
+    integers = isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))
+    if not (isinstance(feature, datasets.ClassLabel) or integers):
+        raise ValueError(f"split '{name}': labels (column '{label}') must be class ids or a ClassLabel, not {feature}")
     return split
 
 
@@ -84,23 +91,47 @@ def _find_column(features: datasets.Features, aliases: tuple[str, ...], kind: ty
     return next((column for column in features if column.lower() in aliases), None)
 
 
-def _labels_to_class_label(split: datasets.Dataset, name: str) -> datasets.Dataset:
-    feature = split.features["label"]
-    if not (isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
-        raise ValueError(f"split '{name}': labels must be class ids or a ClassLabel, found {feature}")
-    labels = split["label"]
-    if min(labels) < 0:
-        raise ValueError(f"split '{name}': negative label {min(labels)}")
-    # Plain integer ids: name classes by their id, and let the numeric-name rule map them to flowers.
-    names = [str(i) for i in range(max(labels) + 1)]
-    return split.cast_column("label", datasets.ClassLabel(names=names))
+def _labels_to_class_label(data: datasets.DatasetDict) -> datasets.DatasetDict:
+    """Plain integer ids become a ClassLabel named by id, the same for every split (one split may lack a class)."""
+    plain = [name for name, split in data.items() if not isinstance(split.features["label"], datasets.ClassLabel)]
+    if not plain:
+        return data
+    _check_label_range(datasets.DatasetDict({name: data[name] for name in plain}))
+    # Name classes by their id, and let the numeric-name rule map them to flowers.
+    names = [str(i) for i in range(max(max(data[name]["label"], default=0) for name in plain) + 1)]
+    feature = datasets.ClassLabel(names=names)
+    return datasets.DatasetDict(
+        {name: split.cast_column("label", feature) if name in plain else split for name, split in data.items()}
+    )
+
+
+def _check_label_range(data: datasets.DatasetDict) -> None:
+    """Refuse labels outside 0 … num_classes - 1 (-1 marks unlabelled rows in some Hub copies), naming the rows."""
+    for name, split in data.items():
+        feature = split.features["label"]
+        limit = feature.num_classes if isinstance(feature, datasets.ClassLabel) else None
+        labels = np.fromiter(split.with_format(None)["label"], dtype=np.int64, count=len(split))
+        outside = labels < 0
+        if limit is not None:
+            outside |= labels >= limit
+        rows = outside.nonzero()[0]
+        if len(rows):
+            allowed = f"0 … {limit - 1}" if limit is not None else "0 or more"
+            raise ValueError(
+                f"split '{name}': {len(rows)} label(s) outside the class ids {allowed}, for example row {rows[0]} "
+                f"with label {labels[rows[0]]}; fix or drop those rows before training"
+            )
 
 
 def _flower_names(data: datasets.DatasetDict) -> datasets.DatasetDict:
     names = data["train"].features["label"].names
     for split_name, split in data.items():
-        if split.features["label"].names != names:
-            raise ValueError(f"split '{split_name}' has other class names than train")
+        other = split.features["label"].names
+        if other != names:
+            raise ValueError(
+                f"split '{split_name}' has other classes than train: {len(other)} ({', '.join(other[:3])}, …) "
+                f"against {len(names)} ({', '.join(names[:3])}, …)"
+            )
     flowers = numeric_names_to_flowers(names)
     if flowers is None:
         return data
