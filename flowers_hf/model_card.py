@@ -12,12 +12,11 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .data.load import SYNTHETIC
-from .hub import is_hub_id
+from .hub import LOCAL_PLACEHOLDER, is_hub_id
 from .preprocessing import Preprocessing
 
 logger = logging.getLogger(__name__)
 
-LOCAL_PLACEHOLDER = "path/to/this/folder"
 
 # (key suffix shared by "eval_*" and "test_*", row label, model-index metric type, name, args)
 METRICS = (
@@ -153,7 +152,9 @@ transform = timm.data.create_transform(**data_config, is_training=False)
 - Flowers-102 images are mostly centred, well-lit close-ups of a single bloom. Real photos with other lighting,
   angles, backgrounds, several flowers, or leaves and buds only will score worse than the test numbers.
 - The model always answers one of the {{ num_classes }} known classes, even for a species outside the list or an
-  image with no flower at all; it has no "unknown" answer, and its softmax scores are not calibrated probabilities.
+  image with no flower at all. Its probabilities are temperature-scaled on validation (`calibration` in
+  `config.json`, with the top-1 probability below which an app should answer "unsure"): that holds for images like
+  the test split, not for photos unlike them.
 - The test split is imbalanced (in the official split, 20 to 238 images per class), so top-1 accuracy leans towards
   the frequent classes; mean per-class accuracy weighs every class equally.
 - The numbers come from one training run with one seed{{ seed_text }}; expect some spread between seeds.
@@ -361,6 +362,8 @@ def _result_rows(validation: dict[str, float], test: dict[str, float]) -> list[d
     for suffix, label, *_ in METRICS:
         rows.append(_result_row(label, validation.get(f"eval_{suffix}"), test.get(f"test_{suffix}"), _percent))
     rows.append(_result_row("Loss", validation.get("eval_loss"), test.get("test_loss"), lambda v: f"{v:.4f}"))
+    ece = (validation.get("eval_ece_calibrated"), test.get("test_ece_calibrated"))
+    rows.append(_result_row("Calibration error (ECE, after temperature scaling)", *ece, lambda v: f"{v:.4f}"))
     return [row for row in rows if row is not None]
 
 

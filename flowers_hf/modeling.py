@@ -137,4 +137,7 @@ def save_model(model: TimmWrapperForImageClassification, output_dir: str | Path,
     # timm 1.0.31 also records num_classes in model_args, which transformers 5.23 passes to timm a second
     # time ("got multiple values for keyword argument 'num_classes'"); the top-level num_classes stays.
     config.get("model_args", {}).pop("num_classes", None)
+    # Temperature and "unsure" threshold (flowers_hf.calibration): transformers keeps the key, timm ignores it.
+    if getattr(model.config, "calibration", None):
+        config["calibration"] = model.config.calibration
     config_path.write_text(json.dumps(config, indent=2))

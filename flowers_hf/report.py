@@ -25,7 +25,13 @@ logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "train_config.yaml"
 CLASS_WEIGHTS_FILE = "class_weights.json"
-PLOTS = ("confusion_matrix.png", "loss_curve.png", "accuracy_curve.png", "augmentation_samples.png")
+PLOTS = (
+    "confusion_matrix.png",
+    "loss_curve.png",
+    "accuracy_curve.png",
+    "augmentation_samples.png",
+    "reliability_diagram.png",  # written by train.py with the calibration (flowers_hf.calibration)
+)
 
 
 def save_config(args: tuple[Any, ...], output_dir: Path) -> Path:

@@ -1,0 +1,337 @@
+"""Calibrated confidence: expected calibration error, temperature scaling folded into the classifier head, and the
+"unsure" threshold, all fitted on validation and stored with the model.
+
+Temperature scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks") divides the logits by one
+scalar ``T`` fitted to minimise the negative log-likelihood on held-out data; the argmax, hence accuracy, does not
+change. Dividing the classifier's weight and bias by ``T`` gives the same logits, so the saved model's
+probabilities are calibrated for every loader (``pipeline``, ``AutoModelForImageClassification``, timm) without
+code of ours. ``config.json`` records what was done under ``"calibration"``: transformers keeps the extra key and
+timm ignores it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .plots import DPI
+
+logger = logging.getLogger(__name__)
+
+CONFIG_KEY = "calibration"
+RELIABILITY_PLOT = "reliability_diagram.png"  # in a run folder: validation, before and after scaling
+NUM_BINS = 15
+# The unsure threshold turns away at most this share of the validation images the model classified correctly.
+KEEP_CORRECT = 0.95
+_TEMPERATURE_RANGE = (1e-2, 1e2)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What calibration did to a model, as stored in ``config.json``.
+
+    Args:
+        temperature: divide the uncalibrated logits by it to get calibrated ones; cumulative when a calibrated
+            model was calibrated again.
+        unsure_threshold: calibrated top-1 probabilities below it mean "unsure"; ``None`` when validation had no
+            correct prediction to choose it from.
+        ece_before: expected calibration error on the fitting split before this fit.
+        ece_after: the same after it.
+        num_bins: equal-width confidence bins of the ECE.
+        keep_correct: share of correctly classified fitting images that the threshold keeps.
+        fitted_on: the split the temperature and threshold were fitted on.
+    """
+
+    temperature: float
+    unsure_threshold: float | None
+    ece_before: float
+    ece_after: float
+    num_bins: int = NUM_BINS
+    keep_correct: float = KEEP_CORRECT
+    fitted_on: str = "validation"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Any) -> Calibration | None:
+        """The calibration recorded in a model config (``config.calibration``), or ``None``."""
+        stored = getattr(config, CONFIG_KEY, None)
+        if not stored:
+            return None
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in stored.items() if key in known})
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (numerically stable)."""
+    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Per confidence bin: the number of images, their accuracy and their mean top-1 probability (0 if empty)."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    accuracy: np.ndarray
+    confidence: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error: the count-weighted mean gap between accuracy and confidence."""
+        total = self.counts.sum()
+        return float(np.sum(self.counts * np.abs(self.accuracy - self.confidence)) / total) if total else 0.0
+
+
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, num_bins: int = NUM_BINS) -> ReliabilityBins:
+    """Group images by top-1 probability into ``num_bins`` equal-width bins ``(k/M, (k+1)/M]``.
+
+    Args:
+        probabilities: class probabilities, shape (n, classes).
+        labels: true class ids, shape (n,).
+        num_bins: the number of bins M.
+    """
+    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, num_bins - 1)
+    counts = np.bincount(index, minlength=num_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(counts > 0, np.bincount(index, correct, num_bins) / counts, 0.0)
+        mean_confidence = np.where(counts > 0, np.bincount(index, confidence, num_bins) / counts, 0.0)
+    return ReliabilityBins(edges, counts, accuracy, mean_confidence)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, num_bins: int = NUM_BINS) -> float:
+    """ECE with ``num_bins`` equal-width bins of top-1 probability (Naeini et al., 2015; Guo et al., 2017).
+
+    Args:
+        probabilities: class probabilities, shape (n, classes).
+        labels: true class ids, shape (n,).
+        num_bins: the number of bins.
+    """
+    return reliability_bins(probabilities, labels, num_bins).ece
+
+
+def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean cross-entropy of ``softmax(logits / temperature)``."""
+    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64) / temperature
+    return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(np.asarray(labels))))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> float:
+    """The temperature that minimises the NLL of ``softmax(logits / T)``, by L-BFGS on ``log T`` (starts at 1).
+
+    Args:
+        logits: held-out class scores, shape (n, classes).
+        labels: true class ids, shape (n,).
+        max_iter: L-BFGS iterations.
+    """
+    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    labels = torch.as_tensor(np.asarray(labels))
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_t.detach().exp())
+    low, high = _TEMPERATURE_RANGE
+    if not low <= temperature <= high:
+        # Every held-out image classified correctly drives T to 0; none drives it up without bound.
+        logger.warning("Fitted temperature %.3g lies outside [%g, %g]; clipped", temperature, low, high)
+    return float(np.clip(temperature, low, high))
+
+
+def unsure_threshold(probabilities: np.ndarray, labels: np.ndarray, keep_correct: float = KEEP_CORRECT) -> float | None:
+    """The highest top-1 probability that still accepts ``keep_correct`` of the correctly classified images.
+
+    Predictions below it are "unsure". Fixing the share of *correct* answers kept (the true-positive rate, as
+    out-of-distribution detection usually does at 95 %) bounds the cost of the rule; the wrong answers it turns away
+    are its gain. ``None`` when no image is classified correctly.
+
+    Args:
+        probabilities: calibrated class probabilities, shape (n, classes).
+        labels: true class ids, shape (n,).
+        keep_correct: share of correctly classified images whose confidence is at or above the threshold.
+    """
+    probabilities = np.asarray(probabilities)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    confidence = np.sort(probabilities.max(axis=1)[correct])
+    if confidence.size == 0:
+        return None
+    rejected = int(np.floor((1.0 - keep_correct) * confidence.size + 1e-9))  # at most this many correct ones
+    return float(confidence[rejected])
+
+
+def fit_calibration(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    num_bins: int = NUM_BINS,
+    keep_correct: float = KEEP_CORRECT,
+    fitted_on: str = "validation",
+) -> Calibration:
+    """Fit the temperature and the unsure threshold on held-out logits; record the ECE before and after.
+
+    Args:
+        logits: held-out class scores of the model as it is, shape (n, classes).
+        labels: true class ids, shape (n,).
+        num_bins: ECE bins.
+        keep_correct: see :func:`unsure_threshold`.
+        fitted_on: the split's name, for the record.
+    """
+    temperature = fit_temperature(logits, labels)
+    calibrated = softmax(np.asarray(logits) / temperature)
+    return Calibration(
+        temperature=temperature,
+        unsure_threshold=unsure_threshold(calibrated, labels, keep_correct),
+        ece_before=expected_calibration_error(softmax(logits), labels, num_bins),
+        ece_after=expected_calibration_error(calibrated, labels, num_bins),
+        num_bins=num_bins,
+        keep_correct=keep_correct,
+        fitted_on=fitted_on,
+    )
+
+
+@torch.no_grad()
+def fold_temperature(timm_model: torch.nn.Module, temperature: float) -> None:
+    """Divide the classifier's weight and bias by ``temperature``: the model then outputs ``logits / temperature``.
+
+    Args:
+        timm_model: a timm model whose ``get_classifier()`` is the last layer: a ``Linear`` or a 1×1 ``Conv2d``.
+        temperature: a positive scalar.
+    """
+    head = timm_model.get_classifier()
+    is_pointwise_conv = isinstance(head, torch.nn.Conv2d) and head.kernel_size == (1, 1)
+    if not (isinstance(head, torch.nn.Linear) or is_pointwise_conv):
+        raise ValueError(
+            f"cannot fold a temperature into a classifier of type {type(head).__name__}: only a Linear or 1×1 "
+            "Conv2d head gives logits / T when its weight and bias are divided by T"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    head.weight.div_(temperature)
+    if head.bias is not None:
+        head.bias.div_(temperature)
+
+
+def calibrate_model(
+    model: Any, logits: np.ndarray, labels: np.ndarray, num_bins: int = NUM_BINS, keep_correct: float = KEEP_CORRECT
+) -> Calibration:
+    """Fit temperature and threshold on held-out logits of ``model``, fold the temperature into its head and record
+    the calibration in ``model.config`` (``save_model`` writes it to ``config.json``).
+
+    A model that is already calibrated gets a temperature near 1 from its own logits; it is folded in on top and
+    the recorded temperature is the product, so the record always says how far the saved logits are from the
+    uncalibrated ones. A head that cannot take the temperature (see :func:`fold_temperature`) is left alone with a
+    warning and nothing is recorded: the fit is returned all the same, so that a finished training run still ends.
+
+    Args:
+        model: a ``TimmWrapperForImageClassification``; ``logits`` must come from it as it is now.
+        logits: class scores on the validation split, shape (n, classes).
+        labels: true class ids, shape (n,).
+        num_bins: ECE bins.
+        keep_correct: see :func:`unsure_threshold`.
+    """
+    fitted = fit_calibration(logits, labels, num_bins, keep_correct)
+    try:
+        fold_temperature(model.timm_model, fitted.temperature)
+    except ValueError as error:
+        logger.warning("Calibration not stored with the model, whose probabilities stay uncalibrated: %s", error)
+        return fitted
+    previous = Calibration.from_config(model.config)
+    if previous is not None:
+        logger.warning(
+            "The model was calibrated before (T = %.4f); the new fit (T = %.4f) is folded in on top: T = %.4f in all",
+            previous.temperature,
+            fitted.temperature,
+            previous.temperature * fitted.temperature,
+        )
+        fitted = dataclasses.replace(fitted, temperature=previous.temperature * fitted.temperature)
+    setattr(model.config, CONFIG_KEY, fitted.to_dict())
+    logger.info(
+        "Calibration on validation: T = %.4f, ECE %.4f -> %.4f, unsure below %s",
+        fitted.temperature,
+        fitted.ece_before,
+        fitted.ece_after,
+        "—" if fitted.unsure_threshold is None else f"{fitted.unsure_threshold:.4f}",
+    )
+    return fitted
+
+
+def calibration_metrics(
+    logits: np.ndarray, labels: np.ndarray, temperature: float, prefix: str, num_bins: int = NUM_BINS
+) -> dict[str, float]:
+    """``<prefix>_ece_uncalibrated`` and ``<prefix>_ece_calibrated``: ECE of ``softmax(logits)`` and of
+    ``softmax(logits / temperature)``.
+
+    Args:
+        logits: uncalibrated class scores, shape (n, classes).
+        labels: true class ids, shape (n,).
+        temperature: the calibration temperature.
+        prefix: the metric prefix, e.g. ``eval`` or ``test``.
+        num_bins: ECE bins.
+    """
+    logits = np.asarray(logits)
+    return {
+        f"{prefix}_ece_uncalibrated": expected_calibration_error(softmax(logits), labels, num_bins),
+        f"{prefix}_ece_calibrated": expected_calibration_error(softmax(logits / temperature), labels, num_bins),
+    }
+
+
+def plot_reliability_diagram(
+    logits: np.ndarray, labels: np.ndarray, temperature: float, path: str | Path, num_bins: int = NUM_BINS
+) -> None:
+    """Save reliability diagrams before and after temperature scaling, side by side, each titled with its ECE.
+
+    Args:
+        logits: uncalibrated class scores, shape (n, classes).
+        labels: true class ids, shape (n,).
+        temperature: the calibration temperature.
+        path: image file to write.
+        num_bins: confidence bins.
+    """
+    fig = Figure(figsize=(10, 4.6))
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = (("uncalibrated", 1.0), (f"temperature scaled (T = {temperature:.3g})", temperature))
+    for ax, (title, t) in zip(axes, panels, strict=True):
+        _reliability_panel(ax, reliability_bins(softmax(np.asarray(logits) / t), labels, num_bins), title)
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(f"reliability on {len(labels):,} images ({num_bins} bins; images per bin at the foot of its bar)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.clear()
+    logger.info("wrote %s", path)
+
+
+def _reliability_panel(ax: Any, bins: ReliabilityBins, title: str) -> None:
+    width = bins.edges[1] - bins.edges[0]
+    centres = (bins.edges[:-1] + width / 2)[bins.counts > 0]
+    accuracy, confidence = bins.accuracy[bins.counts > 0], bins.confidence[bins.counts > 0]
+    ax.bar(centres, accuracy, width=width, color="tab:blue", alpha=0.8, edgecolor="black", label="accuracy")
+    # A calibrated bin's accuracy reaches the top of its red outline (its mean top-1 probability).
+    ax.bar(centres, confidence, width=width, fill=False, edgecolor="red", linewidth=1.5, label="mean top-1 probability")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    for x, count in zip(centres, bins.counts[bins.counts > 0], strict=True):
+        ax.text(x, 0.01, str(count), ha="center", va="bottom", fontsize=6, rotation=90, color="white")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("top-1 probability")
+    ax.set_title(f"{title}: ECE {bins.ece:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
