@@ -1,9 +1,11 @@
-"""The Trainer: class-weighted cross-entropy, correct under gradient accumulation and DDP; training accuracy."""
+"""The Trainer: class-weighted cross-entropy (hard or soft targets), correct under gradient accumulation and DDP;
+training accuracy; mixup/CutMix for training batches only; the EMA callback."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -11,7 +13,9 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
+from .callbacks import EmaCallback
 from .metrics import build_compute_metrics
+from .mixup import build_mixup_collator
 from .transforms import collate_fn
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,11 @@ class WeightedCrossEntropy:
     batch. With it (training), the sum over this micro-batch divided by ``num_items_in_batch``, which
     ``ClassWeightedTrainer`` sets to the total weight of every micro-batch of the optimizer step on every
     process: gradient accumulation and DDP then give the same loss as one big batch.
+
+    Soft targets (N, C) (mixup, CutMix: see ``flowers_hf.mixup``) give each image the weight s = Σ_c t_c·w_c and
+    the loss Σ_i s_i·CE(t_i, p_i) / Σ_i s_i. The class weights thus decide how much an image counts, never what it
+    should predict (CE(t, p) is still smallest at p = t), and a one-hot target gives the hard-label loss. The
+    targets bring their own label smoothing; ``label_smoothing`` applies to hard labels only.
     """
 
     def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
@@ -49,30 +58,59 @@ class WeightedCrossEntropy:
 
     def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None = None):
         logits = outputs["logits"].float()
+        if labels.dim() == 2:
+            nll = -(labels.float() * logits.log_softmax(-1)).sum(-1)
+            weights = self.sample_weights(labels)
+            return (weights * nll).sum() / (weights.sum() if num_items_in_batch is None else num_items_in_batch)
         weight = None if self.weight is None else self.weight.to(logits.device)
         if num_items_in_batch is None:
             return F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.label_smoothing)
         loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.label_smoothing, reduction="sum")
         return loss / num_items_in_batch
 
-    def total_weight(self, labels: torch.Tensor) -> torch.Tensor:
-        """The denominator of the weighted mean over ``labels``: the sum of their class weights (or their count)."""
+    def sample_weights(self, labels: torch.Tensor) -> torch.Tensor:
+        """The weight of each image: its class weight (hard labels) or Σ_c t_c·w_c (soft targets); 1 unweighted."""
         if self.weight is None:
-            return torch.tensor(float(labels.numel()))
-        return self.weight.to(labels.device)[labels].sum().float()
+            return torch.ones(labels.shape[0], device=labels.device)
+        weight = self.weight.to(labels.device)
+        return labels.float() @ weight if labels.dim() == 2 else weight[labels].float()
+
+    def total_weight(self, labels: torch.Tensor) -> torch.Tensor:
+        """The denominator of the weighted mean over ``labels``: the sum of their weights (or their count)."""
+        return self.sample_weights(labels).sum()
 
 
 class ClassWeightedTrainer(Trainer):
     """``Trainer`` whose loss is ``WeightedCrossEntropy`` and whose training logs include ``train_accuracy``.
 
-    ``train_accuracy`` is measured on the augmented training batches since the previous log.
+    ``train_accuracy`` is measured on the augmented training batches since the previous log; against soft targets
+    (mixup, CutMix), against their largest class. ``train_collator``, if given, collates the training batches
+    instead of ``data_collator``, which then serves evaluation and prediction only.
     """
 
-    def __init__(self, *args: Any, loss: WeightedCrossEntropy, backbone_learning_rate_scale: float = 1.0, **kwargs):
+    def __init__(
+        self,
+        *args: Any,
+        loss: WeightedCrossEntropy,
+        backbone_learning_rate_scale: float = 1.0,
+        train_collator: Callable | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, compute_loss_func=loss, **kwargs)
         self.loss = loss
         self.backbone_learning_rate_scale = backbone_learning_rate_scale
+        self.train_collator = train_collator
         self._train_counts: torch.Tensor | None = None  # [correct, seen] since the last log
+
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.train_collator is None:
+            return super().get_train_dataloader()
+        # The Trainer builds every DataLoader with self.data_collator: lend it the training one for this one.
+        eval_collator, self.data_collator = self.data_collator, self.train_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = eval_collator
 
     def get_batch_samples(
         self, epoch_iterator: Iterator, num_batches: int, device: torch.device
@@ -96,8 +134,9 @@ class ClassWeightedTrainer(Trainer):
         labels = inputs.get("labels")
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training and labels is not None:
-            correct = (outputs["logits"].argmax(-1) == labels).sum()
-            counts = torch.stack([correct, torch.tensor(labels.numel(), device=labels.device)])
+            hard = labels.argmax(-1) if labels.dim() == 2 else labels
+            correct = (outputs["logits"].argmax(-1) == hard).sum()
+            counts = torch.stack([correct, torch.tensor(hard.numel(), device=labels.device)])
             self._train_counts = counts if self._train_counts is None else self._train_counts + counts
         return (loss, outputs) if return_outputs else loss
 
@@ -136,7 +175,8 @@ def build_trainer(
     eval_dataset: Dataset,
     class_weights: torch.Tensor | None,
 ) -> ClassWeightedTrainer:
-    """The Trainer of one stage: weighted loss, offline metrics, early stopping on the validation metric.
+    """The Trainer of one stage: weighted loss, offline metrics, early stopping on the validation metric; with
+    ``FlowersTrainingArguments``' options, mixup/CutMix of the training batches and an EMA of the weights.
 
     Args:
         args: the stage's training arguments (``FlowersTrainingArguments``).
@@ -145,15 +185,33 @@ def build_trainer(
         eval_dataset: the validation split with the eval transform attached.
         class_weights: per-class loss weights, or ``None``.
     """
+    if args.push_to_hub:
+        # The Trainer would push every stage's checkpoints as it saves them; train.py publishes the finished
+        # model folder once instead (flowers_hf.hub.push_model).
+        args = dataclasses.replace(args, push_to_hub=False)
     callbacks = []
     if getattr(args, "early_stopping_patience", 0) > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
+    if getattr(args, "ema_decay", 0.0) > 0:
+        callbacks.append(EmaCallback(args.ema_decay, warmup=args.ema_warmup))
+    train_collator = None
+    if getattr(args, "mixup_alpha", 0.0) > 0 or getattr(args, "cutmix_alpha", 0.0) > 0:
+        # The mixed targets carry the label smoothing; the loss smooths only the hard labels of evaluation.
+        train_collator = build_mixup_collator(
+            model.config.num_labels,
+            args.mixup_alpha,
+            args.cutmix_alpha,
+            prob=args.mixup_prob,
+            switch_prob=args.mixup_switch_prob,
+            label_smoothing=args.label_smoothing_factor,
+        )
     return ClassWeightedTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=collate_fn,
+        train_collator=train_collator,
         compute_metrics=build_compute_metrics(),
         callbacks=callbacks,
         loss=WeightedCrossEntropy(class_weights, label_smoothing=args.label_smoothing_factor),

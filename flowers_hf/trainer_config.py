@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from .hub import is_hub_id
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -16,7 +18,7 @@ _MACHINE_DEPENDENT = ("use_cpu", "fp16", "bf16", "dataloader_persistent_workers"
 CLASS_WEIGHTS = ("balanced", "none")
 
 
-@dataclass
+@dataclass(repr=False)  # keep TrainingArguments' repr, which hides the Hub token
 class FlowersTrainingArguments(TrainingArguments):
     """Every ``TrainingArguments`` flag, with defaults for image classification, plus fine-tuning options.
 
@@ -24,6 +26,10 @@ class FlowersTrainingArguments(TrainingArguments):
     (a linear probe), otherwise everything. With ``--stage2_epochs`` > 0, stage 2 then unfreezes the last
     ``--stage2_unfreeze`` groups before the head and trains at ``--stage2_learning_rate``, with a fresh
     optimizer, scheduler and early stopping.
+
+    Against distribution shift: ``--mixup_alpha``/``--cutmix_alpha`` mix the training batches (soft targets, which
+    carry ``--label_smoothing_factor``), and ``--ema_decay`` keeps an EMA of the weights that is evaluated, saved
+    and kept at the end in their place (``flowers_hf.callbacks``).
     """
 
     output_dir: str | None = field(default="runs/flowers", metadata={"help": "Where checkpoints and results go."})
@@ -39,6 +45,9 @@ class FlowersTrainingArguments(TrainingArguments):
         default=2, metadata={"help": "Checkpoints kept, the best one always among them (2: the best and the last)."}
     )
     load_best_model_at_end: bool = field(default=True, metadata={"help": "End each stage with its best checkpoint."})
+    restore_callback_states_from_checkpoint: bool = field(
+        default=True, metadata={"help": "On resume, restore early stopping's patience count from the checkpoint."}
+    )
     metric_for_best_model: str | None = field(default="accuracy", metadata={"help": "Validation metric to select on."})
     greater_is_better: bool | None = field(default=True, metadata={"help": "Whether a higher metric is better."})
     remove_unused_columns: bool = field(
@@ -74,6 +83,24 @@ class FlowersTrainingArguments(TrainingArguments):
         default=2, metadata={"help": "Stage 2 trains this many of timm's parameter groups before the head (-1: all)."}
     )
     stage2_learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate of stage 2."})
+    mixup_alpha: float = field(
+        default=0.0, metadata={"help": "Mixup of training batches (timm's Mixup): Beta(α, α) mixing weight; 0: off."}
+    )
+    cutmix_alpha: float = field(
+        default=0.0, metadata={"help": "CutMix of training batches (timm's Mixup): Beta(α, α) pasted area; 0: off."}
+    )
+    mixup_prob: float = field(default=1.0, metadata={"help": "Probability that a training batch is mixed."})
+    mixup_switch_prob: float = field(
+        default=0.5, metadata={"help": "With mixup and CutMix both on: probability of CutMix for a batch."}
+    )
+    ema_decay: float = field(
+        default=0.0,
+        metadata={"help": "Decay of an EMA of the weights (timm's ModelEmaV3), evaluated and saved; 0: off."},
+    )
+    ema_warmup: bool = field(
+        default=True,
+        metadata={"help": "Ramp the EMA decay up with the step n as min(ema_decay, 1 - n^(-2/3)) (timm's warmup)."},
+    )
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -93,10 +120,11 @@ class FlowersTrainingArguments(TrainingArguments):
             raise ValueError(
                 f"--backbone_learning_rate_scale must be positive, not {self.backbone_learning_rate_scale}"
             )
-        if self.push_to_hub:
+        _check_robust_options(self)
+        if self.push_to_hub and not is_hub_id(self.hub_model_id):
             raise ValueError(
-                "--push_to_hub is not supported yet (each stage's Trainer would push its own checkpoints); "
-                "upload the finished output folder with `hf upload USER/NAME OUTPUT_DIR --exclude 'stage*'` instead"
+                f"--push_to_hub needs --hub_model_id OWNER/NAME (the model repository to create or update), "
+                f"got {self.hub_model_id!r}"
             )
         if self.remove_unused_columns:
             raise ValueError("--remove_unused_columns must stay false: the image transform reads the image column")
@@ -115,6 +143,19 @@ class FlowersTrainingArguments(TrainingArguments):
         """The arguments as a ``--config`` preset: machine-dependent flags as given, no tokens."""
         values = {**self.to_dict(), **self.as_given}
         return {key: value for key, value in values.items() if not key.endswith("_token")}
+
+
+def _check_robust_options(args: FlowersTrainingArguments) -> None:
+    """Refuse impossible mixup, CutMix and EMA settings."""
+    if args.mixup_alpha < 0 or args.cutmix_alpha < 0:
+        raise ValueError("--mixup_alpha and --cutmix_alpha must not be negative (0 turns them off)")
+    for name in ("mixup_prob", "mixup_switch_prob"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ValueError(f"--{name} must lie in [0, 1], got {getattr(args, name)}")
+    if (args.mixup_alpha > 0 or args.cutmix_alpha > 0) and args.per_device_train_batch_size % 2:
+        raise ValueError("mixup and CutMix pair the images of a batch: --per_device_train_batch_size must be even")
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise ValueError(f"--ema_decay must lie in [0, 1) (0 turns the EMA off), got {args.ema_decay}")
 
 
 def _mixed_precision(precision: str, fp16: bool, bf16: bool, use_cpu: bool) -> tuple[bool, bool]:

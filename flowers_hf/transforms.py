@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import albumentations as A
@@ -30,7 +30,8 @@ ImageTransform = Callable[[Image.Image], torch.Tensor]
 def build_train_transform(
     prep: Preprocessing, aug: TransformArguments | None = None, seed: int | None = None
 ) -> ImageTransform:
-    """Random resized crop, flip, rotation and colour jitter, then normalisation, as an ``image -> tensor`` function.
+    """Random resized crop, flip, rotation and colour jitter (with ``--augment strong`` also the shifts between real
+    photographs), then normalisation, as an ``image -> tensor`` function.
 
     Args:
         prep: the model's input contract.
@@ -61,8 +62,29 @@ def build_train_transform(
                 brightness=strength, contrast=strength, saturation=strength, hue=aug.hue_jitter, p=aug.color_jitter_prob
             )
         )
+    if aug.augment == "strong":
+        steps += _photo_shift_steps(prep)
     steps += [A.Normalize(mean=prep.mean, std=prep.std, max_pixel_value=255.0), A.ToTensorV2()]
     return _AlbumentationsTransform(A.Compose(steps, seed=seed))
+
+
+def _photo_shift_steps(prep: Preprocessing) -> list[A.BasicTransform]:
+    """``--augment strong``: how real photographs of one flower differ, each applied to a share of the images.
+
+    Viewpoint, exposure, white balance, focus and camera shake, sensor noise, JPEG, occlusion (random erasing,
+    Zhong et al. 2020). Hue stays with ``--hue_jitter``: colour tells flowers apart.
+    """
+    interpolation = _CV2_INTERPOLATION[prep.interpolation]
+    blur = max(3, min(prep.input_size) // 32 | 1)  # odd kernel of about 3 % of the side: 3 px at 64, 7 at 224
+    return [
+        A.Perspective(scale=(0.02, 0.06), interpolation=interpolation, border_mode=cv2.BORDER_REFLECT_101, p=0.3),
+        A.OneOf([A.RandomBrightnessContrast(0.25, 0.25), A.RandomGamma((70, 150))], p=0.5),
+        A.PlanckianJitter(mode="blackbody", p=0.3),  # the colour temperature of the light
+        A.OneOf([A.GaussianBlur(blur_limit=(3, blur)), A.MotionBlur(blur_limit=(3, blur))], p=0.3),
+        A.OneOf([A.GaussNoise(std_range=(0.02, 0.1)), A.ISONoise()], p=0.3),
+        A.ImageCompression(quality_range=(30, 90), p=0.3),
+        A.Erasing(scale=(0.02, 0.2), fill="random", p=0.25),
+    ]
 
 
 def build_eval_transform(prep: Preprocessing) -> ImageTransform:
@@ -72,6 +94,18 @@ def build_eval_transform(prep: Preprocessing) -> ImageTransform:
         prep: the model's input contract.
     """
     return _EvalTransform(prep)
+
+
+def denormalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo ``(x - mean) / std`` on a CHW tensor: an HWC float array clipped to [0, 1], ready for ``imshow``.
+
+    Args:
+        tensor: normalised image, channels first.
+        mean: per-channel mean used to normalise.
+        std: per-channel standard deviation used to normalise.
+    """
+    array = tensor.detach().cpu().double().numpy().transpose(1, 2, 0)
+    return np.clip(array * np.asarray(std) + np.asarray(mean), 0.0, 1.0)
 
 
 class _AlbumentationsTransform:

@@ -56,7 +56,8 @@ def test_precision_on_gpus(monkeypatch, precision, cuda, bf16_supported, expecte
         ({"stage2_unfreeze": 0}, "--stage2_unfreeze"),
         ({"backbone_learning_rate_scale": 0.0}, "--backbone_learning_rate_scale"),
         ({"remove_unused_columns": True}, "image column"),
-        ({"push_to_hub": True}, "hf upload"),
+        ({"push_to_hub": True}, "--hub_model_id OWNER/NAME"),
+        ({"push_to_hub": True, "hub_model_id": "no-owner"}, "--hub_model_id OWNER/NAME"),
         ({"load_best_model_at_end": False}, "--early_stopping_patience 0"),
     ],
 )
