@@ -1,10 +1,12 @@
 # Fresh machine: `make quickstart` (set up, then the main job) and `make test` (set up, then lint and tests).
+# `make demo` serves the quickstart model in the Gradio app.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup quickstart test lint format constraints clean
+.PHONY: setup browser quickstart demo test lint format constraints clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,15 +17,23 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 
 setup: $(STAMP)
 
+# Debian's Chromium for the browser test (Playwright drives it; its own browser download needs the internet).
+browser:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
 # The main job, offline: train on the built-in synthetic set from random init (under 3 min on 2 CPU cores).
 quickstart: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python train.py --config configs/quickstart.yaml
+
+# The demo on the quickstart model (train it first with `make quickstart`): http://127.0.0.1:7860
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python demo/app.py --model runs/quickstart
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 format: setup

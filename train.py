@@ -4,9 +4,10 @@
     python train.py --config configs/resnet18.yaml                      # ResNet18 linear probe (needs the Hub)
     accelerate launch --config_file accelerate_config.yaml train.py --config configs/efficientnet_b3.yaml
     python train.py --model resnet18 --dataset /data/oxford-flowers102 --output_dir runs/r18 --max_steps 100
+    python train.py --config configs/resnet18_finetune.yaml --push_to_hub --hub_model_id USER/NAME  # and publish
 
 Every TrainingArguments flag works; flags override the --config preset. Rerunning a command on an output
-folder with checkpoints resumes from the last one.
+folder with checkpoints resumes from the last complete one; Ctrl-C writes a checkpoint before it stops.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from pathlib import Path
 
 from transformers import set_seed
 
+from flowers_hf.calibration import RELIABILITY_PLOT, calibrate_model, calibration_metrics, plot_reliability_diagram
+from flowers_hf.checkpoints import check_starting_model
 from flowers_hf.cli import parse_args, run_cli, setup_logging
 from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
 from flowers_hf.data import label_counts, load_flowers
+from flowers_hf.data.validate import drop_bad_images
 from flowers_hf.finetune import parameter_groups, set_trainable
+from flowers_hf.hub import check_push_access, push_model
 from flowers_hf.model_card import write_model_card
 from flowers_hf.modeling import build_model, save_model
 from flowers_hf.preprocessing import resolve_preprocessing
@@ -41,13 +46,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging(args.should_log, args.get_process_log_level())
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    if args.push_to_hub and args.should_save:
+        check_push_access(args.hub_model_id, args.hub_token)  # now, not after hours of training
 
-    # Data: any Flowers-102 source, with flower names as class names.
+    # Data: any Flowers-102 source, with flower names as class names; images that cannot be decoded are listed in
+    # bad_images.json and left out (or stop the run).
     with args.main_process_first(desc="loading the data"):
         raw = load_flowers(args=data_args)
+        report_dir = output_dir if args.should_save else None
+        raw = drop_bad_images(raw, data_args.on_bad_image, report_dir, num_proc=args.dataloader_num_workers)
     class_names = raw["train"].features["label"].names
 
     # Model, and the preprocessing its timm data config prescribes.
+    check_starting_model(model_args, class_names)
     set_seed(args.seed)  # the new head (or the whole model) is initialised here, before any Trainer seeds
     model = build_model(model_args, class_names)
     groups = parameter_groups(model.timm_model)  # before any freezing
@@ -78,6 +89,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     metrics = {"eval": trainer.evaluate(metric_key_prefix="eval")}
     test = trainer.predict(data["test"], metric_key_prefix="test")
     metrics["test"] = test.metrics
+
+    # Temperature scaling and the "unsure" threshold, fitted on validation and folded into the model's head: the
+    # saved model's probabilities come out calibrated; the argmax, hence every score above, is unchanged.
+    validation = trainer.predict(data["validation"], metric_key_prefix="eval")
+    calibration = calibrate_model(model, validation.predictions, validation.label_ids)
+    for split, output in (("eval", validation), ("test", test)):
+        metrics[split] |= calibration_metrics(output.predictions, output.label_ids, calibration.temperature, split)
     for split, values in metrics.items():
         trainer.log_metrics(split, values)
         trainer.save_metrics(split, values)
@@ -86,10 +104,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.should_save:
         save_model(model, output_dir, prep)
         write_test_report(test.predictions, test.label_ids, class_names, output_dir)
+        plot_reliability_diagram(
+            validation.predictions, validation.label_ids, calibration.temperature, output_dir / RELIABILITY_PLOT
+        )
         train_transform = build_train_transform(prep, transform_args, seed=args.seed)
         write_plots(merged_history(results), raw["train"], train_transform, prep, output_dir)
         write_model_card(run_summary(model, model_args, data_args, args, prep, raw, results, metrics), output_dir)
         logger.info("Model, reports and plots written to %s", output_dir)
+        if args.push_to_hub:
+            push_model(output_dir, args.hub_model_id, token=args.hub_token, private=bool(args.hub_private_repo))
     return metrics["test"]
 
 

@@ -1,9 +1,13 @@
-"""Image mode handling shared by training, evaluation and the demo."""
+"""Opening photos safely and converting any image mode to RGB: shared by training, evaluation and the demo."""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Transparent pixels are shown on white, as an image viewer would show a cut-out flower.
 BACKGROUND = (255, 255, 255)
@@ -40,3 +44,49 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     sixteen_bit = array.dtype.itemsize == 2 or int(array.max(initial=0)) > 255
     shift = 8 if sixteen_bit else 0
     return np.clip(array.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
+
+
+class UnreadableImageError(ValueError):
+    """A file that cannot be used as a photo: not an image, truncated, empty, or too large to decode safely."""
+
+
+# Photos larger than this are decoded at a reduced scale (JPEG draft mode) and shrunk before preprocessing:
+# the eval transform resizes to a few hundred pixels anyway, so nothing the model sees is lost.
+MAX_SIDE = 1024
+
+
+def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image.Image:
+    """Open a photo as a person sends it: first frame, EXIF orientation applied, RGB, at most ``max_side`` pixels.
+
+    Images with more pixels than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, 89 MP) are refused
+    before they are decoded.
+
+    Args:
+        source: a path or a binary file object.
+        max_side: the longest side kept; larger images are shrunk (aspect ratio kept).
+
+    Raises:
+        UnreadableImageError: with a message for the person who sent the file.
+    """
+    limit = Image.MAX_IMAGE_PIXELS or float("inf")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL only warns up to twice the limit
+            with Image.open(source) as opened:
+                opened.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale when that suffices
+                opened.load()  # the first frame of an animation
+                image = to_rgb(ImageOps.exif_transpose(opened))  # a copy: the file can close
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableImageError(
+            f"This image is too large to open safely (more than {limit:,} pixels); send a smaller one."
+        ) from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise UnreadableImageError(f"This file is not an image that can be read ({_reason(error)}).") from error
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnidentifiedImageError):
+        return "unknown format or not an image"
+    return str(error).split(" '/")[0] or type(error).__name__  # PIL names the temporary path; keep it out

@@ -20,6 +20,7 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix
 
 from .images import to_rgb
+from .transforms import denormalize
 
 logger = logging.getLogger(__name__)
 
@@ -161,18 +162,6 @@ def _curve_figure(history: History, labels: dict[str, str], quantity: str) -> tu
     ax.grid(alpha=0.3)
     ax.legend()
     return fig, ax
-
-
-def denormalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Undo ``(x - mean) / std`` on a CHW tensor: an HWC float array clipped to [0, 1], ready for ``imshow``.
-
-    Args:
-        tensor: normalised image, channels first.
-        mean: per-channel mean used to normalise.
-        std: per-channel standard deviation used to normalise.
-    """
-    array = tensor.detach().cpu().double().numpy().transpose(1, 2, 0)
-    return np.clip(array * np.asarray(std) + np.asarray(mean), 0.0, 1.0)
 
 
 def plot_augmentation_samples(

@@ -11,9 +11,16 @@ os.environ["HF_DATASETS_CACHE"] = os.path.join(_HF_HOME, "datasets")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tarfile  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -22,6 +29,8 @@ from PIL import Image  # noqa: E402
 
 from flowers_hf.config import DataArguments  # noqa: E402
 from flowers_hf.data import load_flowers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A miniature Oxford distribution: 30 images, 1-based ids and labels, splits interleaved so that an
 # off-by-one in either the id or the label lookup gives wrong pairs.
@@ -96,6 +105,54 @@ def tiny_args() -> DataArguments:
 @pytest.fixture(scope="session")
 def tiny_synthetic(tiny_args):
     return load_flowers(args=tiny_args)
+
+
+# A trained run folder for the demo and publishing tests: 6 synthetic classes, 32 px, test_resnet, 3 epochs.
+TINY_RUN = [
+    "--dataset", "synthetic", "--synthetic_num_classes", "6", "--synthetic_images_per_class", "40",
+    "--synthetic_image_size", "32", "--model", "test_resnet", "--pretrained", "false", "--image_size", "32",
+    "--per_device_train_batch_size", "16", "--learning_rate", "0.01", "--num_train_epochs", "3",
+    "--dataloader_num_workers", "0", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    import train
+
+    output = tmp_path_factory.mktemp("tiny_run")
+    train.main([*TINY_RUN, "--output_dir", str(output)])
+    return output
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def demo_server(tiny_run, tmp_path_factory):
+    """``python demo/app.py --model <tiny run>`` in a subprocess, as a person starts it; yields its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("demo") / "app.log"
+    command = [sys.executable, str(ROOT / "demo" / "app.py"), "--model", str(tiny_run), "--port", str(port)]
+    with open(log, "w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        raise RuntimeError(f"the demo did not start:\n{log.read_text()}")
+    yield SimpleNamespace(url=url, port=port, log=log, process=server)
+    server.terminate()
+    server.wait(timeout=30)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -11,7 +11,6 @@ from flowers_hf.config import TransformArguments
 from flowers_hf.plots import (
     DPI,
     _curve_figure,
-    denormalize,
     normalized_confusion_matrix,
     plot_accuracy_curve,
     plot_augmentation_samples,
@@ -21,7 +20,7 @@ from flowers_hf.plots import (
     stage_boundaries,
 )
 from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.transforms import build_eval_transform, build_train_transform
+from flowers_hf.transforms import build_eval_transform, build_train_transform, denormalize
 
 # Two stages as the merged log history has them: train losses between evaluations, an eval record per epoch,
 # a train summary at the end of each stage; stage 2 continues the global epoch count.

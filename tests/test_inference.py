@@ -1,0 +1,63 @@
+"""The inference wrapper the demo and the benchmarks use: loaded from a run folder, it agrees with `pipeline`."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import pipeline
+
+from flowers_hf.inference import FlowerClassifier
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_run):
+    return FlowerClassifier.from_pretrained(tiny_run)
+
+
+def _photo(seed: int = 0, size=(50, 40)) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_preprocessing_and_names_come_from_the_run(classifier):
+    assert classifier.prep.input_size == (32, 32)
+    assert classifier.class_names[:3] == ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
+    assert len(classifier.class_names) == 6
+
+
+def test_predict_matches_the_transformers_pipeline(classifier, tiny_run):
+    image = _photo()
+    ours = classifier.predict(image, top_k=3)
+    theirs = {e["label"]: e["score"] for e in pipeline("image-classification", model=str(tiny_run))(image, top_k=3)}
+    assert list(ours) == list(theirs)  # same order, most likely first
+    for name, score in ours.items():
+        assert score == pytest.approx(theirs[name], abs=1e-5)
+
+
+def test_top_k_is_capped_by_the_number_of_classes_and_sums_to_one(classifier):
+    assert len(classifier.predict(_photo(1), top_k=5)) == 5
+    scores = classifier.predict(_photo(1), top_k=10)
+    assert len(scores) == 6
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+    assert list(scores.values()) == sorted(scores.values(), reverse=True)
+
+
+def test_predict_opens_paths(classifier, tmp_path):
+    image = _photo(2)
+    image.save(tmp_path / "flower.png")
+    assert classifier.predict(tmp_path / "flower.png") == pytest.approx(classifier.predict(image))
+
+
+def test_model_view_is_the_cropped_input_in_pixels(classifier):
+    flat = Image.new("RGB", (64, 48), (200, 100, 50))
+    view = classifier.model_view(flat)
+    assert view.shape == (32, 32, 3) and view.dtype == np.uint8
+    assert np.abs(view.astype(int) - [200, 100, 50]).max() <= 1
+
+
+def test_a_folder_without_a_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a model folder"):
+        FlowerClassifier.from_pretrained(tmp_path)
+
+
+def test_a_hub_model_that_cannot_be_fetched_is_a_clear_error():
+    with pytest.raises(ConnectionError, match="Cannot load someone/flowers-resnet18"):
+        FlowerClassifier.from_pretrained("someone/flowers-resnet18")  # offline (HF_HUB_OFFLINE=1), not cached
