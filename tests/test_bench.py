@@ -1,0 +1,135 @@
+"""bench/run.py end to end on tiny settings (keys and consistency of its JSON, never timings), its pure helpers, and
+the resized-image cache (flowers_hf.cache) it measures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench import run as bench
+from flowers_hf.cache import cache_resized, cached_side
+from flowers_hf.preprocessing import resolve_preprocessing
+from flowers_hf.transforms import with_transforms
+
+ROOT = Path(__file__).resolve().parents[1]
+# Every code path of a real run, at sizes that finish in seconds: test_resnet at 64 px on 96 px JPEGs.
+TINY = [
+    "--models", "test_resnet", "--image_size", "64", "--source_image_size", "96", "--num_classes", "4",
+    "--batch_size", "8", "--warmup_steps", "1", "--steps", "2", "--infer_runs", "5", "--workers", "1",
+]  # fmt: skip
+FIGURES = [
+    "train_pipeline_img_s",
+    "train_pipeline_cached_img_s",
+    "train_ceiling_img_s",
+    "peer_img_s",
+    "infer_ms_p50",
+    "infer_ms_p95",
+    "infer_ceiling_ms_p50",
+    "infer_ceiling_ms_p95",
+    "peak_rss_mb",
+    "peak_rss_worker_mb",
+]
+
+
+@pytest.fixture(scope="module")
+def output() -> tuple[list[str], dict]:
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", *TINY], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.strip().splitlines()
+    return lines, json.loads(lines[-1])
+
+
+def test_last_line_is_json_with_every_key_of_the_issue(output):
+    _, result = output
+    assert set(bench.REQUIRED_KEYS) <= set(result)
+    assert result["runs"][0] == {key: result[key] for key in result["runs"][0]}  # the first model at the top level
+    assert (result["model"], result["image_size"], result["batch_size"], result["workers"]) == ("test_resnet", 64, 8, 1)
+    assert result["device"] == "cpu"
+    assert result["command"].startswith("python bench/run.py --models test_resnet")
+
+
+def test_figures_are_positive_and_consistent(output):
+    _, result = output
+    assert all(result[key] > 0 for key in FIGURES)
+    assert set(result["data_cpu_ms_per_image"]) == {"ours", "cached", "peer"}
+    assert all(ms > 0 for ms in result["data_cpu_ms_per_image"].values())
+    assert result["infer_ms_p95"] >= result["infer_ms_p50"]
+    assert result["infer_ceiling_ms_p95"] >= result["infer_ceiling_ms_p50"]
+    # The demo's predict runs the bare forward too, plus decoding and preprocessing; the main process holds more.
+    assert result["peak_rss_mb"] >= result["peak_rss_worker_mb"]
+    checks = result["targets"]
+    ratio = result["train_pipeline_img_s"] / result["train_ceiling_img_s"]
+    assert checks["pipeline / ceiling"]["value"] == pytest.approx(ratio, abs=1e-3)
+    assert checks["demo / bare forward"]["target"] == "<= 1.2"
+    for check in checks.values():
+        assert check["result"] == "met" or check["result"].startswith("missed by")
+
+
+def test_table_comes_first_and_names_every_target(output):
+    lines, result = output
+    table = "\n".join(lines[:-1])
+    assert "ceiling img/s" in table
+    for name, check in result["targets"].items():
+        assert f"{name}" in table and check["result"] in table
+
+
+def test_verdict_says_by_how_much_a_target_is_missed():
+    assert bench.verdict(1.02, ">=", 1.0) == "met"
+    assert bench.verdict(0.93, ">=", 0.95) == "missed by 0.02 (2%)"
+    assert bench.verdict(1.5, "<=", 1.2) == "missed by 0.30 (25%)"
+    assert bench.verdict(1.2, "<=", 1.2) == "met"
+
+
+def test_throughput_counts_the_steps_after_the_warmup():
+    stamps = {3: 10.0, 13: 15.0}  # 10 steps of 32 images in 5 s
+    assert bench.images_per_second(stamps, 3, 13, 32) == pytest.approx(64.0)
+
+
+def test_percentile_matches_numpy():
+    values = [5.0, 1.0, 4.0, 2.0, 3.0, 10.0, 7.5]
+    for q in (0, 50, 95, 100):
+        assert bench.percentile(values, q) == pytest.approx(np.percentile(values, q))
+
+
+def test_quick_mode_fills_in_its_defaults_and_flags_win():
+    quick = bench.BenchArguments(quick=True, device="cpu")
+    assert (quick.models, quick.image_size, quick.steps) == (["resnet18"], 160, 12)
+    full = bench.BenchArguments(device="cpu", steps=None, image_size=None)
+    assert full.models == ["resnet18", "efficientnet_b3"] and full.image_size is None
+    assert full.steps_for("efficientnet_b3") < full.steps_for("resnet18")
+    assert bench.BenchArguments(quick=True, device="cpu", image_size=64).image_size == 64
+    with pytest.raises(ValueError, match="fp16"):
+        bench.BenchArguments(device="cpu", precision="fp16")
+
+
+# flowers_hf.cache
+
+
+def _photos(sizes: list[tuple[int, int]]) -> datasets.Dataset:
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    return datasets.Dataset.from_dict({"image": images, "label": [0, 1, 1][: len(sizes)]}, features=features)
+
+
+def test_cache_shrinks_to_the_shorter_side_and_never_enlarges():
+    cached = cache_resized(_photos([(120, 80), (60, 90), (30, 20)]), shorter_side=40)
+    assert [image.size for image in cached["image"]] == [(60, 40), (40, 60), (30, 20)]
+    assert cached["label"] == [0, 1, 1]
+    assert cached.features == _photos([(8, 8)]).features
+    assert all(image.format == "PPM" and image.mode == "RGB" for image in cached["image"])  # stored raw
+
+
+def test_cached_images_feed_the_training_transform():
+    prep = resolve_preprocessing("test_resnet")
+    split = cache_resized(_photos([(120, 80), (60, 90)]), shorter_side=cached_side(prep))
+    example = with_transforms(datasets.DatasetDict({"train": split}), prep, seed=0)["train"][0]
+    assert example["pixel_values"].shape == (3, *prep.input_size)
+    assert cached_side(prep) == int(np.ceil(max(prep.input_size) * 1.15))
