@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import psutil
 import torch
 import torch.nn.functional as F
 import torchvision.transforms as T
@@ -99,13 +100,15 @@ PATHS = {
     "peer_img_s": "peer recipe (run_image_classification.py)",
 }
 # Per mode: the models and what differs from the full run. Quick keeps the code path and scales the images down
-# together (crop 160 px from 360 px JPEGs), so that decoding and augmenting weigh against the model as at full size.
+# together (crop 128 px from 288 px JPEGs, as 224 from 500), so that decoding and augmenting weigh against the model
+# about as at full size.
 QUICK = {
     "models": ["resnet18"],
-    "image_size": 160,
-    "source_image_size": 360,
+    "image_size": 128,
+    "source_image_size": 288,
     "num_classes": 20,
-    "steps": 12,
+    "warmup_steps": 2,
+    "steps": 10,
     "infer_runs": 30,
 }
 FULL = {"models": ["resnet18", "efficientnet_b3"], "source_image_size": 500, "num_classes": 102, "infer_runs": 50}
@@ -132,10 +135,10 @@ class BenchArguments:
         default=None, metadata={"help": "timm architectures (full run: resnet18 efficientnet_b3; quick: resnet18)."}
     )
     image_size: int | None = field(
-        default=None, metadata={"help": "Model input size (default: the model's own; quick: 160)."}
+        default=None, metadata={"help": "Model input size (default: the model's own; quick: 128)."}
     )
     source_image_size: int | None = field(
-        default=None, metadata={"help": "Shorter side of the synthetic JPEGs (full: 500 like Flowers-102; quick: 360)."}
+        default=None, metadata={"help": "Shorter side of the synthetic JPEGs (full: 500 like Flowers-102; quick: 288)."}
     )
     num_classes: int | None = field(default=None, metadata={"help": "Synthetic classes (full: 102; quick: 20)."})
     images_per_class: int = field(
@@ -147,11 +150,11 @@ class BenchArguments:
         metadata={"help": "DataLoader workers of our path (default: FlowersTrainingArguments', min(8, cores))."},
     )
     warmup_steps: int | None = field(
-        default=None, metadata={"help": "Training steps run before timing starts (CPU: 3; GPU: 10)."}
+        default=None, metadata={"help": "Training steps run before timing starts (CPU: 3; GPU: 10; quick: 2)."}
     )
     steps: int | None = field(
         default=None,
-        metadata={"help": "Timed training steps (full CPU: resnet18 20, efficientnet_b3 6; GPU: 200; quick: 12)."},
+        metadata={"help": "Timed training steps (full CPU: resnet18 20, efficientnet_b3 6; GPU: 200; quick: 10)."},
     )
     rounds: int = field(
         default=1, metadata={"help": "Repeat the training measurements, interleaved, and take the medians."}
@@ -247,23 +250,40 @@ def synchronize(device: str) -> None:
 # Training: the ceiling, our path, the peer recipe
 
 
+Stamp = tuple[float, float]  # (wall seconds, CPU seconds of this process and its DataLoader workers)
+
+
+def stamp(device: str) -> Stamp:
+    """Wall and CPU time now, once queued GPU work is done. CPU time counts every thread of this process and of
+    its live children (the workers), so that a path's CPU cost per image can be compared across a shared machine's
+    changing load, where wall time cannot."""
+    synchronize(device)
+    cpu = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # a worker that just ended
+            times = child.cpu_times()
+            cpu += times.user + times.system
+    return time.perf_counter(), cpu
+
+
+def rates(stamps: dict[int, Stamp], first: int, last: int, batch_size: int) -> tuple[float, float]:
+    """Steady-state images/s and CPU ms per image over steps ``first + 1 … last``, from their stamps."""
+    images = (last - first) * batch_size
+    (wall_first, cpu_first), (wall_last, cpu_last) = stamps[first], stamps[last]
+    return images / (wall_last - wall_first), (cpu_last - cpu_first) * 1000 / images
+
+
 class StepClock(TrainerCallback):
-    """Time stamps at the end of the last warm-up step and of the last step of a Trainer run."""
+    """Stamps at the end of the last warm-up step and of the last step of a Trainer run."""
 
     def __init__(self, warmup_steps: int, device: str) -> None:
         self.warmup_steps = warmup_steps
         self.device = device
-        self.stamps: dict[int, float] = {}
+        self.stamps: dict[int, Stamp] = {}
 
     def on_step_end(self, args, state, control, **kwargs) -> None:
         if state.global_step in (self.warmup_steps, state.max_steps):
-            synchronize(self.device)
-            self.stamps[state.global_step] = time.perf_counter()
-
-
-def images_per_second(stamps: dict[int, float], first: int, last: int, batch_size: int) -> float:
-    """Steady-state throughput: the images of steps ``first + 1 … last`` over the time between their stamps."""
-    return (last - first) * batch_size / (stamps[last] - stamps[first])
+            self.stamps[state.global_step] = stamp(self.device)
 
 
 def ours_arguments(args: BenchArguments, steps: int, output_dir: str) -> FlowersTrainingArguments:
@@ -293,9 +313,9 @@ def measure_ceiling(
     batches: list[dict[str, torch.Tensor]],  # collated: pixel_values, labels
     steps: int,
     training_args: TrainingArguments,
-) -> float:
-    """Images/s of a plain loop over batches already on the device, with the optimizer ``training_args`` give the
-    Trainer, the same precision and gradient clipping: the step without a data path."""
+) -> tuple[float, float]:
+    """Images/s and CPU ms per image of a plain loop over batches already on the device, with the optimizer
+    ``training_args`` give the Trainer, the same precision and gradient clipping: the step without a data path."""
     device = torch.device(args.device)
     model.to(device).train()
     optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args)
@@ -319,9 +339,8 @@ def measure_ceiling(
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         if step in (args.warmup_steps, total):
-            synchronize(args.device)
-            stamps[step] = time.perf_counter()
-    return images_per_second(stamps, args.warmup_steps, total, args.batch_size)
+            stamps[step] = stamp(args.device)
+    return rates(stamps, args.warmup_steps, total, args.batch_size)
 
 
 def autocast(args: BenchArguments):
@@ -336,17 +355,18 @@ def measure_ours(
     data: datasets.DatasetDict,
     class_weights: torch.Tensor | None,
     training_args: FlowersTrainingArguments,
-) -> float:
-    """Images/s of ``train.py``'s path: ``build_trainer`` on the splits with ``with_transforms`` attached."""
+) -> tuple[float, float]:
+    """Images/s and CPU ms per image of ``train.py``'s path: ``build_trainer`` on the splits with
+    ``with_transforms`` attached."""
     trainer = build_trainer(training_args, model, data["train"], data["validation"], class_weights)
     return timed_train(trainer, args.warmup_steps)
 
 
 def measure_peer(
     args: BenchArguments, model: torch.nn.Module, train: datasets.Dataset, steps: int, output_dir: str
-) -> float:
-    """Images/s of the ``run_image_classification.py`` recipe on ``train`` (with ``PeerTransform`` attached): a plain
-    ``Trainer`` with its default DataLoader settings."""
+) -> tuple[float, float]:
+    """Images/s and CPU ms per image of the ``run_image_classification.py`` recipe on ``train`` (with
+    ``PeerTransform`` attached): a plain ``Trainer`` with its default DataLoader settings."""
     training_args = TrainingArguments(
         output_dir=output_dir,
         max_steps=args.warmup_steps + steps,
@@ -391,8 +411,8 @@ def peer_collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return {"pixel_values": pixel_values, "labels": torch.tensor([example["label"] for example in examples])}
 
 
-def timed_train(trainer: Trainer, warmup_steps: int) -> float:
-    """Train for ``max_steps`` and return the images/s after ``warmup_steps``; DataLoader workers end with it."""
+def timed_train(trainer: Trainer, warmup_steps: int) -> tuple[float, float]:
+    """Train for ``max_steps``; images/s and CPU ms per image after ``warmup_steps``. The workers end with it."""
     args = trainer.args
     clock = StepClock(warmup_steps, args.device.type)
     trainer.add_callback(clock)
@@ -400,7 +420,7 @@ def timed_train(trainer: Trainer, warmup_steps: int) -> float:
         trainer.train()
     del trainer
     gc.collect()  # ends persistent workers, so that their memory peak reaches RUSAGE_CHILDREN
-    return images_per_second(clock.stamps, warmup_steps, args.max_steps, args.per_device_train_batch_size)
+    return rates(clock.stamps, warmup_steps, args.max_steps, args.per_device_train_batch_size)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -524,7 +544,8 @@ def train_rounds(
     prep: Preprocessing,
     training_args: FlowersTrainingArguments,
 ) -> dict[str, list[float]]:
-    """Images/s of every training path in ``PATHS``, each round running all of them in turn on a fresh model."""
+    """Images/s and CPU ms per image of every training path in ``PATHS``, each round running all of them in turn on
+    a fresh model."""
     ours, cached, peer = inputs["ours"], inputs["cached"], inputs["peer"]
     class_names = ours["train"].features["label"].names
     weights = class_weights_from_counts(label_counts(ours["train"], len(class_names)), "balanced")
@@ -536,13 +557,20 @@ def train_rounds(
         "train_pipeline_cached_img_s": lambda model: measure_ours(args, model, cached, weights, training_args),
         "peer_img_s": lambda model: measure_peer(args, model, peer["train"], steps, training_args.output_dir),
     }
-    figures: dict[str, list[float]] = {key: [] for key in PATHS}
+    figures: dict[str, list[float]] = {key: [] for path in PATHS for key in (path, cpu_key(path))}
     for round_ in range(1, args.rounds + 1):
         for key, measure in paths.items():
             logger.info("Round %d/%d: %s", round_, args.rounds, PATHS[key])
-            figures[key].append(measure(fresh_model(args, name, class_names)))
-            logger.info("%s: %.2f images/s", PATHS[key], figures[key][-1])
+            images_per_second, cpu_ms = measure(fresh_model(args, name, class_names))
+            figures[key].append(images_per_second)
+            figures[cpu_key(key)].append(cpu_ms)
+            logger.info("%s: %.2f images/s, %.1f CPU ms per image", PATHS[key], images_per_second, cpu_ms)
     return figures
+
+
+def cpu_key(path: str) -> str:
+    """The JSON key of a training path's CPU ms per image: ``train_pipeline_img_s`` -> ``train_pipeline_cpu_ms``."""
+    return path.replace("_img_s", "_cpu_ms")
 
 
 def data_cpu_ms(split: datasets.Dataset, images: int) -> float:
@@ -570,16 +598,8 @@ def first_photo(split: datasets.Dataset) -> bytes:
 
 def bench_in_child(argv: list[str], name: str) -> dict[str, Any]:
     """``bench_model`` for one model in a fresh process, so that its memory peak and warm-up are its own."""
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        *argv,
-        "--models",
-        name,
-        "--json_only",
-        "--recipes",
-        "false",
-    ]
+    overrides = ["--models", name, "--json_only", "--recipes", "false"]  # argparse: the last value of a flag wins
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, *overrides]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)  # logs and progress pass through
     return json.loads(done.stdout.strip().splitlines()[-1])["runs"][0]
 
@@ -615,12 +635,15 @@ def time_recipes(args: BenchArguments) -> dict[str, float]:
 
 
 def target_checks(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each ratio of the issue with its target on this device, and whether (or by how much) it is missed."""
+    """Each ratio of the issue with its target on this device, and whether (or by how much) it is missed. Training
+    ratios also get ``cpu_time_ratio``, the same comparison made from CPU ms per image (see ``format_table``)."""
     checks = {}
     for name, numerator, denominator, op, cpu_target, gpu_target in TARGETS:
         target = gpu_target if run["device"] == "cuda" else cpu_target
         value = run[numerator] / run[denominator]
         checks[name] = {"value": round(value, 3), "target": f"{op} {target}", "result": verdict(value, op, target)}
+        if numerator.endswith("_img_s"):
+            checks[name]["cpu_time_ratio"] = round(run[cpu_key(denominator)] / run[cpu_key(numerator)], 3)
     return checks
 
 
@@ -652,18 +675,28 @@ def machine() -> dict[str, Any]:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """The figures per model, then each ratio against its target, then the recipes' wall times."""
+    """The figures per model, each ratio against its target, the CPU cost per image, the recipes' wall times."""
     info = summary["machine"]
-    lines = [
+    heading = (
         f"flowers_hf benchmark, {summary['date']}: {summary['device']} ({info['name']}, {info['cpu_count']} cores), "
         f"torch {info['torch']}; load average {summary['load_average'][0]:.1f} at the start, "
-        f"{summary['load_average'][1]:.1f} at the end",
-        "",
+        f"{summary['load_average'][1]:.1f} at the end"
+    )
+    sections = [[heading], figures_table(summary["runs"]), targets_table(summary["runs"]), cpu_table(summary["runs"])]
+    if summary.get("recipes"):
+        sections.append(
+            [f"{'recipe (train.py, 1,020 images at 500 px)':<46}wall s"]
+            + [f"{name:<46}{seconds:.0f}" for name, seconds in summary["recipes"].items()]
+        )
+    return "\n\n".join("\n".join(lines) for lines in sections)
+
+
+def figures_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = [
         f"{'model':<16}{'px':>5}{'batch':>6}{'workers':>8}{'ceiling img/s':>15}{'ours img/s':>12}{'cached img/s':>14}"
-        f"{'peer img/s':>12}"
-        f"{'demo ms p50/p95':>18}{'bare ms p50/p95':>18}{'RSS MB main/worker':>21}",
+        f"{'peer img/s':>12}{'demo ms p50/p95':>18}{'bare ms p50/p95':>18}{'RSS MB main/worker':>21}"
     ]
-    for run in summary["runs"]:
+    for run in runs:
         lines.append(
             f"{run['model']:<16}{run['image_size']:>5}{run['batch_size']:>6}{run['workers']:>8}"
             f"{run['train_ceiling_img_s']:>15.2f}{run['train_pipeline_img_s']:>12.2f}"
@@ -672,21 +705,31 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{run['infer_ceiling_ms_p50']:>10.1f} / {run['infer_ceiling_ms_p95']:<5.1f}"
             f"{run['peak_rss_mb']:>13.0f} / {run['peak_rss_worker_mb']:<5.0f}"
         )
-    lines += ["", f"{'model':<16}{'ratio':<22}{'value':>7}  {'target':<9}result"]
-    for run in summary["runs"]:
+    return lines
+
+
+def targets_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'model':<16}{'ratio':<22}{'value':>7}  {'target':<9}{'result':<24}from CPU time"]
+    for run in runs:
         for name, check in run["targets"].items():
-            lines.append(f"{run['model']:<16}{name:<22}{check['value']:>7.2f}  {check['target']:<9}{check['result']}")
-    lines += [
-        "",
-        "CPU ms per image of each data path (one thread, as in a worker) against the ceiling's wall ms per image:",
+            from_cpu = f"{check['cpu_time_ratio']:.2f}" if "cpu_time_ratio" in check else ""
+            lines.append(
+                f"{run['model']:<16}{name:<22}{check['value']:>7.2f}  {check['target']:<9}{check['result']:<24}"
+                f"{from_cpu}"
+            )
+    return lines
+
+
+def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "CPU ms per image (this process and its workers, every thread): a shared machine's load changes wall time",
+        "more than CPU time; with every core busy, throughput ratios approach the inverse CPU-time ratios.",
+        f"{'model':<16}{'ceiling':>9}{'ours':>9}{'cached':>9}{'peer':>9}   data alone, 1 thread: ours / cached / peer",
     ]
-    for run in summary["runs"]:
-        costs = ", ".join(f"{path} {ms:.2f}" for path, ms in run["data_cpu_ms_per_image"].items())
-        lines.append(f"{run['model']:<16}{costs}; ceiling {1000 / run['train_ceiling_img_s']:.1f}")
-    if summary.get("recipes"):
-        lines += ["", f"{'recipe (train.py, 1,020 images at 500 px)':<46}wall s"]
-        lines += [f"{name:<46}{seconds:.0f}" for name, seconds in summary["recipes"].items()]
-    return "\n".join(lines)
+    for run in runs:
+        costs = " / ".join(f"{ms:.2f}" for ms in run["data_cpu_ms_per_image"].values())
+        lines.append(f"{run['model']:<16}" + "".join(f"{run[cpu_key(path)]:>9.1f}" for path in PATHS) + f"   {costs}")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------------------------

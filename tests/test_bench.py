@@ -87,9 +87,11 @@ def test_verdict_says_by_how_much_a_target_is_missed():
     assert bench.verdict(1.2, "<=", 1.2) == "met"
 
 
-def test_throughput_counts_the_steps_after_the_warmup():
-    stamps = {3: 10.0, 13: 15.0}  # 10 steps of 32 images in 5 s
-    assert bench.images_per_second(stamps, 3, 13, 32) == pytest.approx(64.0)
+def test_rates_count_the_steps_after_the_warmup():
+    stamps = {3: (10.0, 100.0), 13: (15.0, 109.6)}  # 10 steps of 32 images in 5 s, with 9.6 CPU seconds
+    images_per_second, cpu_ms = bench.rates(stamps, 3, 13, 32)
+    assert images_per_second == pytest.approx(64.0)
+    assert cpu_ms == pytest.approx(30.0)
 
 
 def test_percentile_matches_numpy():
@@ -100,7 +102,7 @@ def test_percentile_matches_numpy():
 
 def test_quick_mode_fills_in_its_defaults_and_flags_win():
     quick = bench.BenchArguments(quick=True, device="cpu")
-    assert (quick.models, quick.image_size, quick.steps) == (["resnet18"], 160, 12)
+    assert (quick.models, quick.image_size, quick.warmup_steps, quick.steps) == (["resnet18"], 128, 2, 10)
     full = bench.BenchArguments(device="cpu", steps=None, image_size=None)
     assert full.models == ["resnet18", "efficientnet_b3"] and full.image_size is None
     assert full.steps_for("efficientnet_b3") < full.steps_for("resnet18")
