@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import io
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
 from flowers_hf.cli import run_cli
@@ -36,24 +38,55 @@ EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 TOP_K = 5
 VIEW_PIXELS = 224
 NO_IMAGE = "No image: upload, paste or take a photo of a flower first."
+NOT_UPLOADED = "Only photos uploaded to this app can be classified: upload the file itself."
+
+
+def verdict(classifier: FlowerClassifier, prediction: dict[str, float] | None) -> str:
+    """One line over the top 5: the flower's name, or "not a flower I know" when the calibrated top-1 probability
+    lies below the model's unsure threshold (chosen on validation by ``train.py``).
+
+    Args:
+        classifier: the model, with its ``unsure_threshold``.
+        prediction: flower names and probabilities (the label output), or ``None`` before any prediction.
+    """
+    if not prediction:
+        return ""
+    name, probability = max(prediction.items(), key=lambda item: item[1])
+    if classifier.is_unsure(probability):
+        return (
+            f"### Not a flower I know\nThe best guess, *{name}*, has {probability:.0%}; this model names a flower "
+            f"from {classifier.unsure_threshold:.0%}. Is it one of the {len(classifier.class_names)} species?"
+        )
+    return f"### {name}\n{probability:.0%} sure."
 
 
 def load_photo(upload: dict[str, Any] | str | None) -> Image.Image:
     """Open an uploaded file as an RGB photo, or raise a ``gr.Error`` the person can act on.
 
     Args:
-        upload: the image component's raw value (a file in Gradio's upload cache), or a path.
+        upload: the image component's raw value: a file in Gradio's upload folder, as a dict or a path.
     """
     if isinstance(upload, dict):
         url = upload.get("url") or ""
-        inline = io.BytesIO(base64.b64decode(url.partition(",")[2])) if url.startswith("data:") else None
-        upload = upload.get("path") or inline
+        upload = upload.get("path") or (_inline_image(url) if url.startswith("data:") else None)
     if upload is None:
         raise gr.Error(NO_IMAGE)
+    # Gradio 6.31 checks that a path lies in its upload folder only when the dict has FileData's "meta": without
+    # it, an API call could name any image on the server.
+    if isinstance(upload, str) and not is_in_or_equal(upload, get_upload_folder()):
+        raise gr.Error(NOT_UPLOADED)
     try:
         return open_image(upload)
     except UnreadableImageError as error:
         raise gr.Error(str(error)) from error
+
+
+def _inline_image(url: str) -> io.BytesIO:
+    """The bytes of a ``data:`` URL, as a pasted image may come."""
+    try:
+        return io.BytesIO(base64.b64decode(url.partition(",")[2]))
+    except binascii.Error as error:
+        raise gr.Error(f"This pasted image is not an image that can be read ({error}).") from error
 
 
 def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None) -> gr.Blocks:
@@ -80,7 +113,7 @@ def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None) 
         gr.Markdown(
             "# Which flower is this?\n"
             f"Upload, paste or take a photo. The model knows {len(classifier.class_names)} flower species "
-            "(Oxford Flowers-102) and shows its five best guesses."
+            "(Oxford Flowers-102) and shows its five best guesses, or says “not a flower I know” when it is unsure."
         )
         with gr.Row():
             with gr.Column():
@@ -93,6 +126,7 @@ def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None) 
                 )
                 submit = gr.Button("Classify", variant="primary", elem_id="classify")
             with gr.Column():
+                answer = gr.Markdown(elem_id="verdict")
                 label = gr.Label(num_top_classes=TOP_K, label="Top 5", elem_id="prediction")
                 seen = gr.Image(
                     label=f"As the model saw it ({width}×{height})",
@@ -105,9 +139,9 @@ def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None) 
         # Gradio's own preprocessing would open the file with PIL before we can say what is wrong with it;
         # the upload is still checked to lie in Gradio's cache.
         submit.click(predict, inputs=image, outputs=label, api_name="predict", preprocess=False).then(
-            model_view, inputs=image, outputs=seen, api_visibility="private", preprocess=False
-        )
-        image.clear(lambda: (None, None), outputs=[label, seen], api_visibility="private")
+            lambda prediction: verdict(classifier, prediction), inputs=label, outputs=answer, api_visibility="private"
+        ).then(model_view, inputs=image, outputs=seen, api_visibility="private", preprocess=False)
+        image.clear(lambda: (None, "", None), outputs=[label, answer, seen], api_visibility="private")
     return demo
 
 
@@ -128,6 +162,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--revision", default=os.environ.get("MODEL_REVISION"), help="Hub branch, tag or commit.")
     parser.add_argument("--device", default="cpu", help="Where inference runs (cpu, cuda, ...).")
     parser.add_argument(
+        "--tta",
+        choices=["flip", "five_crop", "ten_crop"],
+        default=os.environ.get("TTA") or None,
+        help="Test-time augmentation: average the views' probabilities (flowers_hf.evaluate --tta reports the "
+        "accuracy gain and the latency cost); default none, or the TTA variable.",
+    )
+    parser.add_argument(
         "--host",
         default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         help="Address to bind; 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (as in a Space).",
@@ -144,7 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    classifier = FlowerClassifier.from_pretrained(args.model, device=args.device, revision=args.revision)
+    classifier = FlowerClassifier.from_pretrained(args.model, device=args.device, revision=args.revision, tta=args.tta)
     demo = build_demo(classifier, example_images())
     demo.queue(max_size=args.max_queue).launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size="50mb"

@@ -14,6 +14,7 @@ from .hub import is_hub_id, probe_hub
 from .images import open_image
 from .preprocessing import Preprocessing, resolve_preprocessing
 from .transforms import build_eval_transform, denormalize
+from .tta import TTATransform
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +26,17 @@ class FlowerClassifier:
         model: the classifier, in eval mode.
         prep: its input contract.
         device: where inference runs.
+        tta: test-time augmentation views for :meth:`predict` (``flip``, ``five_crop``, ``ten_crop``; see
+            ``flowers_hf.tta``), their probabilities averaged; ``None``: the single centre crop.
     """
 
-    def __init__(self, model: TimmWrapperForImageClassification, prep: Preprocessing, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: TimmWrapperForImageClassification,
+        prep: Preprocessing,
+        device: str = "cpu",
+        tta: str | None = None,
+    ) -> None:
         self.model = model.to(device).eval()
         self.prep = prep
         self.device = torch.device(device)
@@ -35,15 +44,19 @@ class FlowerClassifier:
         # Chosen on validation and stored in config.json by train.py (flowers_hf.calibration); None without one.
         self.unsure_threshold = (getattr(model.config, "calibration", None) or {}).get("unsure_threshold")
         self._transform = build_eval_transform(prep)
+        self._views = TTATransform(prep, tta) if tta else None
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, device: str = "cpu", revision: str | None = None):
+    def from_pretrained(
+        cls, name_or_path: str | Path, device: str = "cpu", revision: str | None = None, tta: str | None = None
+    ):
         """Load a run folder or a Hub repo id (safetensors weights only; no remote code).
 
         Args:
             name_or_path: a folder with ``config.json`` and ``model.safetensors``, or ``owner/name`` on the Hub.
             device: ``cpu``, ``cuda``, ...
             revision: the Hub branch, tag or commit.
+            tta: test-time augmentation views for :meth:`predict`, or ``None``.
         """
         source = str(name_or_path)
         if not is_hub_id(source) and not (Path(source).expanduser() / "config.json").is_file():
@@ -61,7 +74,7 @@ class FlowerClassifier:
             raise ConnectionError(f"Cannot load {source}: {str(error).splitlines()[0]}") from error
         prep = resolve_preprocessing(model.config.pretrained_cfg)  # the wrapper does not pass it on to timm
         logger.info("Loaded %s: %d classes, %s", source, model.config.num_labels, prep)
-        return cls(model, prep, device)
+        return cls(model, prep, device, tta)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """The normalised CHW tensor the model sees."""
@@ -81,7 +94,10 @@ class FlowerClassifier:
             top_k: how many classes to return.
         """
         image = image if isinstance(image, Image.Image) else open_image(image)
-        probabilities = self.probabilities(self.preprocess(image)[None])[0]
+        if self._views is None:
+            probabilities = self.probabilities(self.preprocess(image)[None])[0]
+        else:  # each view's calibrated probabilities, averaged (as flowers_hf.evaluate --tta does)
+            probabilities = self.probabilities(self._views(image)).mean(0)
         scores, indices = probabilities.topk(min(top_k, len(self.class_names)))
         return {self.class_names[i]: float(s) for s, i in zip(scores.tolist(), indices.tolist(), strict=True)}
 

@@ -14,11 +14,13 @@ os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import socket  # noqa: E402
+import struct  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tarfile  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
+import zlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -123,6 +125,25 @@ def tiny_run(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("tiny_run")
     train.main([*TINY_RUN, "--output_dir", str(output)])
     return output
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header and a tiny IDAT: what a decompression bomb looks like before decoding."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def black_png(width: int, height: int) -> bytes:
+    """A complete black 1-bit PNG, every row present: a few dozen KB on disk for any size."""
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    row, packer = b"\0" * (1 + (width + 7) // 8), zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def free_port() -> int:

@@ -52,8 +52,12 @@ def test_upload_classify_and_read_the_top_label(page, tiny_run, tmp_path):
     from flowers_hf.inference import FlowerClassifier
 
     classifier = FlowerClassifier.from_pretrained(tiny_run)
-    expected = next(iter(classifier.predict(photo)))
+    prediction = classifier.predict(photo)
+    expected = next(iter(prediction))
     expect(top).to_have_text(expected, timeout=30_000)
+    # Above the top 5, the verdict: the name, or "Not a flower I know" below the model's unsure threshold.
+    heading = "Not a flower I know" if classifier.is_unsure(prediction) else expected
+    expect(page.locator("#verdict h3")).to_have_text(heading, timeout=30_000)
     # The picture as the model saw it appears next to the label.
     expect(page.locator("#seen img")).to_be_visible(timeout=30_000)
 

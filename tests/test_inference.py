@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from transformers import pipeline
 
 from flowers_hf.inference import FlowerClassifier
@@ -61,3 +61,14 @@ def test_a_folder_without_a_model_is_a_clear_error(tmp_path):
 def test_a_hub_model_that_cannot_be_fetched_is_a_clear_error():
     with pytest.raises(ConnectionError, match="Cannot load someone/flowers-resnet18"):
         FlowerClassifier.from_pretrained("someone/flowers-resnet18")  # offline (HF_HUB_OFFLINE=1), not cached
+
+
+def test_flip_tta_averages_the_photo_and_its_mirror_image(tiny_run, classifier):
+    # 34 × 33: the shorter side is already the 32-px model's eval resize (32 / crop_pct 0.95), and the crop leaves
+    # 1 px on the left and on the right, so the centre crop of the mirror image is the mirror image of the crop.
+    photo = _photo(2, size=(34, 33))
+    plain = classifier.predict(photo, top_k=6)
+    mirrored = classifier.predict(ImageOps.mirror(photo), top_k=6)
+    averaged = FlowerClassifier.from_pretrained(tiny_run, tta="flip").predict(photo, top_k=6)
+    assert averaged == pytest.approx({name: (plain[name] + mirrored[name]) / 2 for name in plain}, abs=1e-5)
+    assert sum(averaged.values()) == pytest.approx(1.0, abs=1e-5)

@@ -1,11 +1,10 @@
 """Opening photos as people send them: orientation, modes, animations, huge and hostile files."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
+from conftest import png_claiming
 from PIL import Image
 
 from flowers_hf.images import MAX_SIDE, UnreadableImageError, open_image
@@ -16,18 +15,6 @@ RED, BLUE = (220, 20, 20), (20, 20, 220)
 def _save(image: Image.Image, path, **kwargs):
     image.save(path, **kwargs)
     return path
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header and a tiny IDAT: what a decompression bomb looks like before decoding."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
 
 
 def test_exif_orientation_is_applied(tmp_path):
