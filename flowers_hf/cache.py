@@ -3,8 +3,9 @@
 Training crops at random scales (``RandomResizedCrop``) and resizes to the input size, so a photo kept at a
 shorter side a little above the input size gives nearly the same crops as the original at a fraction of the
 work. The copy is stored uncompressed (PPM in the ``datasets.Image`` column), so reading it is a copy, not a
-decode, and the transforms see the same PIL images as before. Evaluation keeps the originals: its resize and
-crop follow timm's rules exactly.
+decode, and the transforms see the same PIL images as before. Evaluation keeps the originals, except where a
+suite reads the same images many times: ``cache_images`` with timm's own eval resize, which the eval transform
+then leaves alone, gives exactly the inputs of the originals (the corruption suite of ``flowers_hf.evaluate``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import datasets
@@ -41,19 +44,38 @@ def cache_resized(split: datasets.Dataset, shorter_side: int, num_proc: int | No
     """
     if shorter_side < 1:
         raise ValueError(f"shorter_side must be positive, got {shorter_side}")
+    resize = partial(_shrink, shorter_side=shorter_side)
+    return cache_images(split, resize, f"Caching images at {shorter_side} px", num_proc)
+
+
+def cache_images(
+    split: datasets.Dataset,
+    resize: Callable[[Image.Image], Image.Image],
+    description: str,
+    num_proc: int | None = None,
+) -> datasets.Dataset:
+    """``split`` with every image decoded once, converted to RGB, passed through ``resize`` and stored
+    uncompressed (cached by ``datasets`` when ``split`` lives on disk).
+
+    Args:
+        split: a split with an ``image`` column (``datasets.Image``).
+        resize: what to do to each RGB image (picklable, so that ``datasets`` can fingerprint it).
+        description: the progress bar's text.
+        num_proc: processes that resize (``Dataset.map``).
+    """
     return split.map(
         _resize_batch,
         batched=True,
         batch_size=64,
-        fn_kwargs={"shorter_side": shorter_side},
+        fn_kwargs={"resize": resize},
         features=split.features,
         num_proc=num_proc,
-        desc=f"Caching images at {shorter_side} px",
+        desc=description,
     )
 
 
-def _resize_batch(batch: dict[str, list], shorter_side: int) -> dict[str, list]:
-    batch["image"] = [_encode_raw(_shrink(to_rgb(image), shorter_side)) for image in batch["image"]]
+def _resize_batch(batch: dict[str, list], resize: Callable[[Image.Image], Image.Image]) -> dict[str, list]:
+    batch["image"] = [_encode_raw(resize(to_rgb(image))) for image in batch["image"]]
     return batch
 
 

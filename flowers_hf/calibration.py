@@ -5,8 +5,9 @@ Temperature scaling (Guo et al., 2017, "On Calibration of Modern Neural Networks
 scalar ``T`` fitted to minimise the negative log-likelihood on held-out data; the argmax, hence accuracy, does not
 change. Dividing the classifier's weight and bias by ``T`` gives the same logits, so the saved model's
 probabilities are calibrated for every loader (``pipeline``, ``AutoModelForImageClassification``, timm) without
-code of ours. ``config.json`` records what was done under ``"calibration"``: transformers keeps the extra key and
-timm ignores it.
+code of ours. A temperature that would raise the ECE on the split it was fitted on is not applied (T = 1): the NLL
+it minimises and the ECE reported can disagree. ``config.json`` records what was done under ``"calibration"``:
+transformers keeps the extra key and timm ignores it.
 """
 
 from __future__ import annotations
@@ -196,12 +197,22 @@ def fit_calibration(
         fitted_on: the split's name, for the record.
     """
     temperature = fit_temperature(logits, labels)
+    ece_before = expected_calibration_error(softmax(logits), labels, num_bins)
+    ece_after = expected_calibration_error(softmax(np.asarray(logits) / temperature), labels, num_bins)
+    if ece_after > ece_before:
+        # The NLL-optimal temperature need not lower the ECE (small or weak models): one that raises it on the
+        # very split it was fitted on would make the "calibrated" probabilities worse by the measure we report.
+        logger.warning(
+            "Temperature scaling (T = %.4f) would raise the %s ECE from %.4f to %.4f: not applied (T = 1)",
+            temperature, fitted_on, ece_before, ece_after,
+        )  # fmt: skip
+        temperature, ece_after = 1.0, ece_before
     calibrated = softmax(np.asarray(logits) / temperature)
     return Calibration(
         temperature=temperature,
         unsure_threshold=unsure_threshold(calibrated, labels, keep_correct),
-        ece_before=expected_calibration_error(softmax(logits), labels, num_bins),
-        ece_after=expected_calibration_error(calibrated, labels, num_bins),
+        ece_before=ece_before,
+        ece_after=ece_after,
         num_bins=num_bins,
         keep_correct=keep_correct,
         fitted_on=fitted_on,

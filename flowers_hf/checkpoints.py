@@ -26,8 +26,8 @@ _WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
 _TORCH_FILES = ("*.pt", "*.pth", "*.bin")  # zip archives written by torch.save
 
 
-class ClassCountMismatchError(ValueError):
-    """A model or checkpoint to continue from has another number of classes than the data set."""
+class ClassMismatchError(ValueError):
+    """A model or checkpoint has other classes than the data set: another number, other names or another order."""
 
 
 def checkpoint_problem(folder: str | Path) -> str | None:
@@ -97,7 +97,7 @@ def saved_num_classes(folder: str | Path) -> int | None:
 
 
 def check_num_classes(folder: str | Path, num_classes: int, what: str, fix: str) -> None:
-    """Raise ``ClassCountMismatchError`` when the model saved in ``folder`` has another number of classes.
+    """Raise ``ClassMismatchError`` when the model saved in ``folder`` has another number of classes.
 
     Args:
         folder: a run folder or checkpoint with ``config.json``.
@@ -107,7 +107,7 @@ def check_num_classes(folder: str | Path, num_classes: int, what: str, fix: str)
     """
     saved = saved_num_classes(folder)
     if saved is not None and saved != num_classes:
-        raise ClassCountMismatchError(
+        raise ClassMismatchError(
             f"{what} {folder} has a classifier for {saved} classes, but the data set has {num_classes}. {fix}"
         )
 

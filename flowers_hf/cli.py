@@ -14,7 +14,7 @@ import transformers
 import yaml
 from transformers import HfArgumentParser
 
-from .checkpoints import ClassCountMismatchError
+from .checkpoints import ClassMismatchError
 from .data.validate import BadImagesError
 
 
@@ -72,7 +72,7 @@ def run_cli(main: Callable[[list[str]], Any], argv: list[str]) -> int:
     a model for other classes), end with its message and exit status 1 rather than a traceback; on Ctrl-C, 130."""
     try:
         main(argv)
-    except (ConnectionError, FileNotFoundError, BadImagesError, ClassCountMismatchError) as error:
+    except (ConnectionError, FileNotFoundError, BadImagesError, ClassMismatchError) as error:
         logging.getLogger("flowers_hf").error("%s: %s", type(error).__name__, error)
         return 1
     except KeyboardInterrupt:

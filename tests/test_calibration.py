@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
+from flowers_hf import calibration as calibration_module
 from flowers_hf.calibration import (
     Calibration,
     calibrate_model,
@@ -72,6 +73,16 @@ def test_temperature_scaling_undoes_over_confidence():
     calibration = fit_calibration(over_confident, labels)
     assert calibration.ece_before == pytest.approx(before) and calibration.ece_after == pytest.approx(after)
     assert np.array_equal(softmax(over_confident).argmax(1), softmax(over_confident / temperature).argmax(1))
+
+
+def test_a_temperature_that_would_raise_the_ece_is_not_applied(monkeypatch, caplog):
+    logits, labels = _calibrated_data()  # calibrated as they are: sharpening them raises the ECE
+    monkeypatch.setattr(calibration_module, "fit_temperature", lambda logits, labels: 0.5)
+    calibration = fit_calibration(logits, labels)
+    before = expected_calibration_error(softmax(logits), labels)
+    assert before < expected_calibration_error(softmax(logits / 0.5), labels)
+    assert (calibration.temperature, calibration.ece_before, calibration.ece_after) == (1.0, before, before)
+    assert "would raise the validation ECE" in caplog.text
 
 
 def test_unsure_threshold_keeps_the_asked_share_of_correct_answers():

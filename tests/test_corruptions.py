@@ -5,10 +5,13 @@ import itertools
 import json
 
 import cv2
+import datasets
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from flowers_hf.cache import cache_images
 from flowers_hf.config import TransformArguments
 from flowers_hf.corruptions import (
     CORRUPTIONS,
@@ -102,3 +105,15 @@ def test_summary_and_plot(tmp_path):
     json.dumps(summary)
     plot_robustness(summary, tmp_path / "robustness.png")
     assert (tmp_path / "robustness.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("size", [(500, 375), (333, 500), (71, 64)])
+def test_images_resized_once_give_the_suite_the_same_inputs_as_the_originals(size):
+    prep = resolve_preprocessing("resnet18", TransformArguments(image_size=64))
+    original = Image.fromarray(cv2.resize(_smooth_image(7), size, interpolation=cv2.INTER_CUBIC))
+    split = datasets.Dataset.from_dict({"image": [original]}, features=datasets.Features({"image": datasets.Image()}))
+    cached = cache_images(split, eval_resize(prep), "test")[0]["image"]
+    to_model = build_eval_transform(prep)
+    assert torch.equal(to_model(cached), to_model(split[0]["image"]))
+    corruption = CorruptionTransform(prep, "gaussian_blur", 3, seed=0)
+    assert np.array_equal(np.asarray(corruption(cached, 5)), np.asarray(corruption(split[0]["image"], 5)))

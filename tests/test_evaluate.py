@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from flowers_hf.checkpoints import ClassMismatchError
+from flowers_hf.cli import run_cli
 from flowers_hf.config import ModelArguments, TransformArguments
 from flowers_hf.evaluate import check_class_names, main
 from flowers_hf.labels import FLOWER_NAMES
@@ -92,7 +94,13 @@ def test_a_model_without_calibration_is_calibrated_on_validation_and_can_keep_it
 def test_the_data_set_must_have_the_model_classes_in_its_order():
     names = list(FLOWER_NAMES[:4])
     check_class_names(names, names)
-    with pytest.raises(ValueError, match="another order"):
+    with pytest.raises(ClassMismatchError, match="another order"):
         check_class_names(names[::-1], names)
-    with pytest.raises(ValueError, match="the data set's 5 classes are not the model's 4"):
+    with pytest.raises(ClassMismatchError, match="the data set's 5 classes are not the model's 4"):
         check_class_names(list(FLOWER_NAMES[:5]), names)
+
+
+def test_data_for_other_classes_ends_the_command_with_its_message_not_a_traceback(tiny_run, tmp_path, caplog):
+    argv = [str(tiny_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path), "--disable_tqdm", "true"]
+    assert run_cli(main, argv) == 1
+    assert "the data set's 5 classes are not the model's 6" in caplog.text

@@ -16,7 +16,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState
 import train
 from flowers_hf import interrupt, stages
 from flowers_hf.checkpoints import (
-    ClassCountMismatchError,
+    ClassMismatchError,
     check_starting_model,
     checkpoint_problem,
     last_complete_checkpoint,
@@ -202,7 +202,7 @@ def test_resuming_checkpoints_of_another_class_count_stops_before_training(tmp_p
     def no_trainer(args):
         raise AssertionError("no Trainer may be built")
 
-    with pytest.raises(ClassCountMismatchError, match="102 classes, but the data set has 4"):
+    with pytest.raises(ClassMismatchError, match="102 classes, but the data set has 4"):
         run_stage(Stage(1, "all", None, 1, 1e-3), model, groups, _args(tmp_path), no_trainer)
 
 
@@ -218,7 +218,7 @@ def test_a_run_folder_of_another_class_count_is_refused_as_model_with_the_way_ou
     weights = build_model(ModelArguments(model="test_resnet", pretrained=False), [str(i) for i in range(102)])
     save_file(weights.timm_model.state_dict(), str(run / "model.safetensors"))
     (run / "config.json").write_text(json.dumps({"architecture": "test_resnet", "num_classes": 102}))
-    with pytest.raises(ClassCountMismatchError, match="--pretrained_path") as raised:
+    with pytest.raises(ClassMismatchError, match="--pretrained_path") as raised:
         check_starting_model(ModelArguments(model=str(run)), ["rose", "tulip"])
     # The way out the message gives: the backbone from the file, a new two-class classifier.
     model = build_model(ModelArguments(model="test_resnet", pretrained_path=str(run / "model.safetensors")), ["a", "b"])
