@@ -127,7 +127,8 @@ def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None) 
                 submit = gr.Button("Classify", variant="primary", elem_id="classify")
             with gr.Column():
                 answer = gr.Markdown(elem_id="verdict")
-                label = gr.Label(num_top_classes=TOP_K, label="Top 5", elem_id="prediction")
+                # The verdict above is the heading: the label's own would name a flower even when unsure.
+                label = gr.Label(num_top_classes=TOP_K, label="Top 5", show_heading=False, elem_id="prediction")
                 seen = gr.Image(
                     label=f"As the model saw it ({width}×{height})",
                     interactive=False,
