@@ -27,6 +27,7 @@ from types import SimpleNamespace  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import scipy.io  # noqa: E402
+from gradio_client import Client  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from flowers_hf.config import DataArguments  # noqa: E402
@@ -174,6 +175,20 @@ def demo_server(tiny_run, tmp_path_factory):
     yield SimpleNamespace(url=url, port=port, log=log, process=server)
     server.terminate()
     server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(demo_server):
+    """A gradio_client on the demo server."""
+    return Client(demo_server.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A small photo-like JPEG to upload."""
+    path = tmp_path_factory.mktemp("photos") / "flower.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 def pytest_sessionfinish(session, exitstatus):

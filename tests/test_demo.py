@@ -2,28 +2,15 @@
 
 import importlib.util
 
-import numpy as np
 import pytest
 from conftest import ROOT
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 spec = importlib.util.spec_from_file_location("flowers_demo", ROOT / "demo" / "app.py")
 app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)
-
-
-@pytest.fixture(scope="module")
-def client(demo_server):
-    return Client(demo_server.url, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("photos") / "flower.jpg"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def _top5(result: dict) -> list[tuple[str, float]]:

@@ -34,18 +34,6 @@ HOSTILE = {
 SECRETS = (b"root:", b"Shared fixtures")
 
 
-@pytest.fixture(scope="module")
-def client(demo_server):
-    return Client(demo_server.url, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("photos") / "flower.jpg"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 def _png_with_text(length: int) -> bytes:
     info = PngImagePlugin.PngInfo()
     info.add_text("comment", "a" * length, zip=True)
