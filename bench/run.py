@@ -287,7 +287,7 @@ class StepClock(TrainerCallback):
 
 
 def ours_arguments(args: BenchArguments, steps: int, output_dir: str) -> FlowersTrainingArguments:
-    """``train.py``'s training arguments (workers, persistent workers, pinned memory as it sets them), no evaluation."""
+    """``train.py``'s training arguments (workers and pinned memory as it sets them), no evaluation."""
     workers = {} if args.workers is None else {"dataloader_num_workers": args.workers}
     return FlowersTrainingArguments(
         output_dir=output_dir,

@@ -32,13 +32,14 @@ from flowers_hf.trainer_config import FlowersTrainingArguments
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hf_resumeTestNotARealToken0123456789"
 # 4 classes × 40 images of 32 px (20 / 20 / 120 per split), batch 8: 3 steps an epoch, 4 epochs, a checkpoint an
-# epoch. A fresh DataLoader worker each epoch reseeds the augmentation from torch's RNG, which checkpoints restore
-# (persistent workers would carry their stream over from epoch 1; without workers Albumentations keeps its own).
+# epoch. One DataLoader worker, not persistent (the default): a fresh worker each epoch reseeds the augmentation
+# from torch's RNG, which checkpoints restore (persistent workers would carry their stream over from epoch 1;
+# without workers Albumentations keeps its own).
 ARGS = [
     "--dataset", "synthetic", "--synthetic_num_classes", "4", "--synthetic_images_per_class", "40",
     "--synthetic_image_size", "32", "--model", "test_resnet", "--pretrained", "false", "--image_size", "32",
     "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--learning_rate", "0.01",
-    "--num_train_epochs", "4", "--dataloader_num_workers", "1", "--dataloader_persistent_workers", "false",
+    "--num_train_epochs", "4", "--dataloader_num_workers", "1",
     "--report_to", "none", "--disable_tqdm", "true", "--seed", "0", "--hub_token", SECRET,
 ]  # fmt: skip
 

@@ -73,6 +73,10 @@ def test_defaults_select_the_best_epoch_by_validation_accuracy(tmp_path):
     assert args.save_total_limit == 2  # the best and the last checkpoint
 
 
-def test_no_workers_means_no_persistent_workers(tmp_path):
-    assert _args(tmp_path, dataloader_num_workers=0).dataloader_persistent_workers is False
-    assert _args(tmp_path, dataloader_num_workers=2).dataloader_persistent_workers is True
+def test_workers_start_fresh_each_epoch_unless_asked_and_none_means_none_to_keep(tmp_path):
+    def persistent(workers: int, **asked) -> bool:
+        return _args(tmp_path, dataloader_num_workers=workers, **asked).dataloader_persistent_workers
+
+    assert persistent(2) is False  # the default: fresh workers each epoch, for exact resume
+    assert persistent(2, dataloader_persistent_workers=True) is True
+    assert persistent(0, dataloader_persistent_workers=True) is False
