@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         logger.info("Model, reports and plots written to %s", output_dir)
         if args.push_to_hub:
             push_model(output_dir, args.hub_model_id, token=args.hub_token, private=bool(args.hub_private_repo))
+    # Under several processes, let them finish together and tear the process group down in order; leaving it to
+    # the interpreter's exit can abort a process ("terminate called without an active exception").
+    trainer.accelerator.wait_for_everyone()
+    trainer.end()
     return metrics["test"]
 
 

@@ -11,3 +11,5 @@ if __name__ == "__main__":
     weight = _one_step(output / "run", batch_size=4, accumulation=1)  # 2 processes × 4 = the 8 examples
     if torch.distributed.get_rank() == 0:
         torch.save(weight, output / "weight.pt")
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()  # in order; left to the interpreter's exit it can abort a process
