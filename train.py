@@ -19,22 +19,23 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from flowers_hf.calibration import RELIABILITY_PLOT, calibrate_model, calibration_metrics, plot_reliability_diagram
-from flowers_hf.checkpoints import check_starting_model
 from flowers_hf.cli import parse_args, run_cli, setup_logging
 from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
 from flowers_hf.data import label_counts, load_flowers
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
 from flowers_hf.data.validate import drop_bad_images
-from flowers_hf.finetune import parameter_groups, set_trainable
-from flowers_hf.hub import check_push_access, push_model
-from flowers_hf.model_card import write_model_card
-from flowers_hf.modeling import build_model, save_model
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.report import run_summary, save_class_weights, save_config, write_plots, write_test_report
-from flowers_hf.stages import best_stage, load_checkpoint_weights, merged_history, plan_stages, run_stage
-from flowers_hf.trainer import build_trainer, class_weights_from_counts
-from flowers_hf.trainer_config import FlowersTrainingArguments
-from flowers_hf.transforms import build_train_transform, with_transforms
+from flowers_hf.evaluation.calibration import calibrate_model
+from flowers_hf.evaluation.scoring import score_split
+from flowers_hf.modeling import build_model
+from flowers_hf.reporting.publish import check_push_access
+from flowers_hf.reporting.run_folder import FinishedRun, save_class_weights, save_config, write_run_folder
+from flowers_hf.training.checkpoints import check_starting_model
+from flowers_hf.training.freezing import parameter_groups, set_trainable
+from flowers_hf.training.loss import class_weights_from_counts
+from flowers_hf.training.stages import best_stage, load_checkpoint_weights, plan_stages, run_stage
+from flowers_hf.training.trainer import build_trainer
+from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 logger = logging.getLogger("train")
 
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     groups = parameter_groups(model.timm_model)  # before any freezing
     prep = resolve_preprocessing(model.timm_model, transform_args)
     logger.info("Preprocessing: %s", prep)
-    data = with_transforms(raw, prep, transform_args, seed=args.seed)
+    train_transform = build_train_transform(prep, transform_args, seed=args.seed)
+    data = with_transforms(raw, train_transform, build_eval_transform(prep))
 
     # Loss weights from the training split's label counts; the resolved configuration.
     weights = class_weights_from_counts(label_counts(raw["train"], len(class_names)), args.class_weights)
@@ -84,35 +86,34 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         set_trainable(model.timm_model, groups, best.stage.trainable_groups)
         load_checkpoint_weights(model, best.best_checkpoint)
 
-    # Validation and test scores of the best model.
+    # Validation and test predictions of the best model. Temperature scaling and the "unsure" threshold are fitted on
+    # validation and folded into the model's head: the saved model's probabilities come out calibrated; the argmax,
+    # hence every score, is unchanged. Both splits are scored as `python -m flowers_hf.evaluate` scores them.
     trainer = make_trainer(args)
-    metrics = {"eval": trainer.evaluate(metric_key_prefix="eval")}
-    test = trainer.predict(data["test"], metric_key_prefix="test")
-    metrics["test"] = test.metrics
-
-    # Temperature scaling and the "unsure" threshold, fitted on validation and folded into the model's head: the
-    # saved model's probabilities come out calibrated; the argmax, hence every score above, is unchanged.
     validation = trainer.predict(data["validation"], metric_key_prefix="eval")
+    test = trainer.predict(data["test"], metric_key_prefix="test")
     calibration = calibrate_model(model, validation.predictions, validation.label_ids)
+    metrics = {}
     for split, output in (("eval", validation), ("test", test)):
-        metrics[split] |= calibration_metrics(output.predictions, output.label_ids, calibration.temperature, split)
-    for split, values in metrics.items():
-        trainer.log_metrics(split, values)
-        trainer.save_metrics(split, values)
+        metrics[split] = output.metrics | score_split(output.predictions, output.label_ids, calibration, split)
+        trainer.log_metrics(split, {key: value for key, value in metrics[split].items() if value is not None})
+        trainer.save_metrics(split, metrics[split])
 
-    # The model folder: weights and config for transformers and timm, reports, plots, model card.
+    # The run folder: weights and config for transformers and timm, reports, plots, model card; the push.
     if args.should_save:
-        save_model(model, output_dir, prep)
-        write_test_report(test.predictions, test.label_ids, class_names, output_dir)
-        plot_reliability_diagram(
-            validation.predictions, validation.label_ids, calibration.temperature, output_dir / RELIABILITY_PLOT
+        run = FinishedRun(
+            model=model,
+            prep=prep,
+            arguments=(model_args, data_args, transform_args, args),
+            data=raw,
+            train_transform=train_transform,
+            stages=results,
+            metrics=metrics,
+            validation=(validation.predictions, validation.label_ids),
+            test=(test.predictions, test.label_ids),
+            calibration=calibration,
         )
-        train_transform = build_train_transform(prep, transform_args, seed=args.seed)
-        write_plots(merged_history(results), raw["train"], train_transform, prep, output_dir)
-        write_model_card(run_summary(model, model_args, data_args, args, prep, raw, results, metrics), output_dir)
-        logger.info("Model, reports and plots written to %s", output_dir)
-        if args.push_to_hub:
-            push_model(output_dir, args.hub_model_id, token=args.hub_token, private=bool(args.hub_private_repo))
+        write_run_folder(run, output_dir)
     # Under several processes, let them finish together and tear the process group down in order; leaving it to
     # the interpreter's exit can abort a process ("terminate called without an active exception").
     trainer.accelerator.wait_for_everyone()

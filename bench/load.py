@@ -38,6 +38,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from transformers import HfArgumentParser
 
+from flowers_hf.cli import setup_logging
+
 logger = logging.getLogger("bench.load")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,7 +240,7 @@ def format_summary(summary: dict[str, Any], url: str) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     (args,) = HfArgumentParser(LoadArguments).parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, level=logging.INFO)
+    setup_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
 
     with tempfile.TemporaryDirectory(prefix="flowers_load_") as tmp:

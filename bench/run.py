@@ -12,7 +12,8 @@ same model, batch size and precision:
 - ``train_pipeline_img_s``: our training path as ``train.py`` runs it: ``datasets`` decoding, on-the-fly
   Albumentations in DataLoader workers, ``build_trainer``'s Trainer step;
 - ``train_pipeline_cached_img_s``: the same with the training images decoded and shrunk once beforehand
-  (``flowers_hf.cache``: shorter side 1.15 x the input size, stored uncompressed), which ``train.py`` does not do yet;
+  (``flowers_hf.data.cache``: shorter side 1.15 x the input size, stored uncompressed), which ``train.py``
+  does not do yet;
 - ``train_ceiling_img_s``: a plain PyTorch loop over batches already in memory, the limit a data path can approach;
 - ``peer_img_s``: the recipe of transformers' ``run_image_classification.py``: torchvision transforms per batch in
   ``with_transform``, a plain ``Trainer``, default DataLoader settings (no workers);
@@ -22,49 +23,65 @@ same model, batch size and precision:
 Training throughput is steady state: images of the steps after ``--warmup_steps``, divided by their wall time.
 The table goes to stdout, then, as the last line, one JSON object; logs and progress bars go to stderr. With
 several models each runs in a fresh process, so that its memory peak is its own.
+
+This file holds the arguments and the order of the measurements; ``bench/timing.py`` the measurement helpers (time
+stamps, rates, percentiles, memory peaks), ``bench/peer.py`` the peer recipe, ``bench/tables.py`` the targets, their
+checks and the printed table.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import gc
 import json
 import logging
 import math
 import os
-import platform
-import resource
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
-import psutil
 import torch
 import torch.nn.functional as F
-import torchvision.transforms as T
-import transformers
 from tqdm.auto import tqdm
-from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from flowers_hf.cache import cache_resized, cached_side
+from flowers_hf.cli import setup_logging
 from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
 from flowers_hf.data import label_counts, load_flowers
+from flowers_hf.data.cache import cache_resized, cached_side
+from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
 from flowers_hf.images import open_image
 from flowers_hf.inference import FlowerClassifier
 from flowers_hf.modeling import build_model, save_model
-from flowers_hf.preprocessing import Preprocessing, resolve_preprocessing
-from flowers_hf.trainer import build_trainer, class_weights_from_counts
-from flowers_hf.trainer_config import FlowersTrainingArguments
-from flowers_hf.transforms import with_transforms
+from flowers_hf.training.loss import class_weights_from_counts
+from flowers_hf.training.trainer import build_trainer
+from flowers_hf.training.trainer_config import FlowersTrainingArguments
+
+if __name__ == "__main__":  # python bench/run.py puts bench/ on sys.path; the bench.* imports need the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.peer import PeerTransform, measure_peer
+from bench.tables import PATHS, cpu_key, format_table, target_checks
+from bench.timing import (
+    data_cpu_ms,
+    machine,
+    milliseconds,
+    peak_rss_mb,
+    percentile,
+    rates,
+    stamp,
+    synchronize,
+    timed_train,
+)
 
 logger = logging.getLogger("bench")
 
@@ -83,22 +100,6 @@ REQUIRED_KEYS = (
     "batch_size",
     "workers",
 )
-# (name, numerator, denominator, ">=" or "<=", target on a CPU, target on a GPU), from the issue; "cached" is our
-# path with the training images decoded and shrunk once (flowers_hf.cache), which train.py does not do yet.
-TARGETS = (
-    ("pipeline / ceiling", "train_pipeline_img_s", "train_ceiling_img_s", ">=", 0.95, 0.90),
-    ("cached / ceiling", "train_pipeline_cached_img_s", "train_ceiling_img_s", ">=", 0.95, 0.90),
-    ("ours / peer", "train_pipeline_img_s", "peer_img_s", ">=", 1.0, 1.3),
-    ("cached / peer", "train_pipeline_cached_img_s", "peer_img_s", ">=", 1.0, 1.3),
-    ("demo / bare forward", "infer_ms_p50", "infer_ceiling_ms_p50", "<=", 1.2, 1.2),
-)
-# The training paths, measured in this order in each round.
-PATHS = {
-    "train_ceiling_img_s": "ceiling (plain loop, batches in memory)",
-    "train_pipeline_img_s": "our pipeline (train.py's path)",
-    "train_pipeline_cached_img_s": "our pipeline, images cached decoded at a smaller size",
-    "peer_img_s": "peer recipe (run_image_classification.py)",
-}
 # Per mode: the models and what differs from the full run. Quick keeps the code path and scales the images down
 # together (crop 128 px from 288 px JPEGs, as 224 from 500), so that decoding and augmenting weigh against the model
 # about as at full size.
@@ -240,50 +241,8 @@ def fresh_model(args: BenchArguments, name: str, class_names: list[str]) -> torc
     return model
 
 
-def synchronize(device: str) -> None:
-    """Wait for queued GPU work, so that a time stamp covers it."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Training: the ceiling, our path, the peer recipe
-
-
-Stamp = tuple[float, float]  # (wall seconds, CPU seconds of this process and its DataLoader workers)
-
-
-def stamp(device: str) -> Stamp:
-    """Wall and CPU time now, once queued GPU work is done. CPU time counts every thread of this process and of
-    its live children (the workers), so that a path's CPU cost per image can be compared across a shared machine's
-    changing load, where wall time cannot."""
-    synchronize(device)
-    cpu = time.process_time()
-    for child in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):  # a worker that just ended
-            times = child.cpu_times()
-            cpu += times.user + times.system
-    return time.perf_counter(), cpu
-
-
-def rates(stamps: dict[int, Stamp], first: int, last: int, batch_size: int) -> tuple[float, float]:
-    """Steady-state images/s and CPU ms per image over steps ``first + 1 … last``, from their stamps."""
-    images = (last - first) * batch_size
-    (wall_first, cpu_first), (wall_last, cpu_last) = stamps[first], stamps[last]
-    return images / (wall_last - wall_first), (cpu_last - cpu_first) * 1000 / images
-
-
-class StepClock(TrainerCallback):
-    """Stamps at the end of the last warm-up step and of the last step of a Trainer run."""
-
-    def __init__(self, warmup_steps: int, device: str) -> None:
-        self.warmup_steps = warmup_steps
-        self.device = device
-        self.stamps: dict[int, Stamp] = {}
-
-    def on_step_end(self, args, state, control, **kwargs) -> None:
-        if state.global_step in (self.warmup_steps, state.max_steps):
-            self.stamps[state.global_step] = stamp(self.device)
+# Training: the ceiling and our path (the peer recipe is in bench/peer.py)
 
 
 def ours_arguments(args: BenchArguments, steps: int, output_dir: str) -> FlowersTrainingArguments:
@@ -343,7 +302,7 @@ def measure_ceiling(
     return rates(stamps, args.warmup_steps, total, args.batch_size)
 
 
-def autocast(args: BenchArguments):
+def autocast(args: BenchArguments) -> contextlib.AbstractContextManager[Any]:
     """The mixed-precision context the Trainer uses for ``--precision`` (none for fp32)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     return torch.autocast(args.device, dtype=dtype) if dtype else contextlib.nullcontext()
@@ -362,69 +321,8 @@ def measure_ours(
     return timed_train(trainer, args.warmup_steps)
 
 
-def measure_peer(
-    args: BenchArguments, model: torch.nn.Module, train: datasets.Dataset, steps: int, output_dir: str
-) -> tuple[float, float]:
-    """Images/s and CPU ms per image of the ``run_image_classification.py`` recipe on ``train`` (with
-    ``PeerTransform`` attached): a plain ``Trainer`` with its default DataLoader settings."""
-    training_args = TrainingArguments(
-        output_dir=output_dir,
-        max_steps=args.warmup_steps + steps,
-        per_device_train_batch_size=args.batch_size,
-        remove_unused_columns=False,  # as the example's README runs it: the transform reads the image column
-        bf16=args.precision == "bf16",
-        fp16=args.precision == "fp16",
-        use_cpu=args.device == "cpu",
-        torch_compile=args.compile,
-        eval_strategy="no",
-        save_strategy="no",
-        logging_strategy="no",
-        report_to="none",
-        seed=0,
-    )
-    trainer = Trainer(model=model, args=training_args, train_dataset=train, data_collator=peer_collate)
-    return timed_train(trainer, args.warmup_steps)
-
-
-class PeerTransform:
-    """The example's training transform: RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize with the image
-    processor's size, mean and std (here from the same timm data config), applied to a batch of PIL images."""
-
-    def __init__(self, prep: Preprocessing) -> None:
-        self.transform = T.Compose(
-            [
-                T.RandomResizedCrop(prep.input_size),
-                T.RandomHorizontalFlip(),
-                T.ToTensor(),
-                T.Normalize(prep.mean, prep.std),
-            ]
-        )
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        batch["pixel_values"] = [self.transform(image.convert("RGB")) for image in batch["image"]]
-        return batch
-
-
-def peer_collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """The example's ``collate_fn``: stacked pixel values, labels as a tensor."""
-    pixel_values = torch.stack([example["pixel_values"] for example in examples])
-    return {"pixel_values": pixel_values, "labels": torch.tensor([example["label"] for example in examples])}
-
-
-def timed_train(trainer: Trainer, warmup_steps: int) -> tuple[float, float]:
-    """Train for ``max_steps``; images/s and CPU ms per image after ``warmup_steps``. The workers end with it."""
-    args = trainer.args
-    clock = StepClock(warmup_steps, args.device.type)
-    trainer.add_callback(clock)
-    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its final logs; stdout is for the results
-        trainer.train()
-    del trainer
-    gc.collect()  # ends persistent workers, so that their memory peak reaches RUSAGE_CHILDREN
-    return rates(clock.stamps, warmup_steps, args.max_steps, args.per_device_train_batch_size)
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Inference and memory
+# Inference
 
 
 def measure_infer(
@@ -460,31 +358,6 @@ def measure_infer(
     }
 
 
-def milliseconds(function: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    function()
-    return (time.perf_counter() - start) * 1000
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile, interpolated linearly between the nearest ranks (numpy's default)."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory of this process and of its largest child (the DataLoader workers, once ended).
-
-    Linux reports ``ru_maxrss`` in KiB. Forked workers share the parent's pages copy-on-write, which both figures
-    count, so their sum overstates the total.
-    """
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_mb": round(own, 1), "peak_rss_worker_mb": round(children, 1)}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # One model: every measurement
 
@@ -501,8 +374,8 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
     cached = datasets.DatasetDict({**data, "train": cache_resized(data["train"], side, num_proc=cache_processes(data))})
     cache_build_s = time.perf_counter() - start  # ~0 once datasets holds the copy from an earlier run
     inputs = {
-        "ours": with_transforms(data, prep, seed=0),
-        "cached": with_transforms(cached, prep, seed=0),
+        "ours": with_transforms(data, build_train_transform(prep, seed=0), build_eval_transform(prep)),
+        "cached": with_transforms(cached, build_train_transform(prep, seed=0), build_eval_transform(prep)),
         "peer": datasets.DatasetDict({"train": data["train"].with_transform(PeerTransform(prep))}),
     }
     costs = {path: round(data_cpu_ms(splits["train"], args.batch_size), 2) for path, splits in inputs.items()}
@@ -568,24 +441,6 @@ def train_rounds(
     return figures
 
 
-def cpu_key(path: str) -> str:
-    """The JSON key of a training path's CPU ms per image: ``train_pipeline_img_s`` -> ``train_pipeline_cpu_ms``."""
-    return path.replace("_img_s", "_cpu_ms")
-
-
-def data_cpu_ms(split: datasets.Dataset, images: int) -> float:
-    """CPU milliseconds per image a data path spends (reading, decoding, transforming) on ``images`` images, with
-    one torch thread as in a DataLoader worker: on a CPU this work competes with the model for the same cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        start = time.process_time()
-        split[:images]
-        return (time.process_time() - start) * 1000 / images
-    finally:
-        torch.set_num_threads(threads)
-
-
 def cache_processes(data: datasets.DatasetDict) -> int | None:
     """Processes that build the resized copy: every core for large pools, else one (start-up costs more)."""
     return os.cpu_count() if len(data["train"]) >= 2000 and (os.cpu_count() or 1) > 1 else None
@@ -631,116 +486,13 @@ def time_recipes(args: BenchArguments) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Report
-
-
-def target_checks(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each ratio of the issue with its target on this device, and whether (or by how much) it is missed. Training
-    ratios also get ``cpu_time_ratio``, the same comparison made from CPU ms per image (see ``format_table``)."""
-    checks = {}
-    for name, numerator, denominator, op, cpu_target, gpu_target in TARGETS:
-        target = gpu_target if run["device"] == "cuda" else cpu_target
-        value = run[numerator] / run[denominator]
-        checks[name] = {"value": round(value, 3), "target": f"{op} {target}", "result": verdict(value, op, target)}
-        if numerator.endswith("_img_s"):
-            checks[name]["cpu_time_ratio"] = round(run[cpu_key(denominator)] / run[cpu_key(numerator)], 3)
-    return checks
-
-
-def verdict(value: float, op: str, target: float) -> str:
-    """``met``, or ``missed by`` the gap in the ratio and as a share of the target."""
-    gap = target - value if op == ">=" else value - target
-    if gap <= 0:
-        return "met"
-    return f"missed by {gap:.2f} ({gap / target:.0%})"
-
-
-def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name()
-    else:
-        cpuinfo = Path("/proc/cpuinfo")
-        lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
-        name = next(
-            (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor()
-        )
-    return {
-        "name": name,
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def format_table(summary: dict[str, Any]) -> str:
-    """The figures per model, each ratio against its target, the CPU cost per image, the recipes' wall times."""
-    info = summary["machine"]
-    heading = (
-        f"flowers_hf benchmark, {summary['date']}: {summary['device']} ({info['name']}, {info['cpu_count']} cores), "
-        f"torch {info['torch']}; load average {summary['load_average'][0]:.1f} at the start, "
-        f"{summary['load_average'][1]:.1f} at the end"
-    )
-    sections = [[heading], figures_table(summary["runs"]), targets_table(summary["runs"]), cpu_table(summary["runs"])]
-    if summary.get("recipes"):
-        sections.append(
-            [f"{'recipe (train.py, 1,020 images at 500 px)':<46}wall s"]
-            + [f"{name:<46}{seconds:.0f}" for name, seconds in summary["recipes"].items()]
-        )
-    return "\n\n".join("\n".join(lines) for lines in sections)
-
-
-def figures_table(runs: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        f"{'model':<16}{'px':>5}{'batch':>6}{'workers':>8}{'ceiling img/s':>15}{'ours img/s':>12}{'cached img/s':>14}"
-        f"{'peer img/s':>12}{'demo ms p50/p95':>18}{'bare ms p50/p95':>18}{'RSS MB main/worker':>21}"
-    ]
-    for run in runs:
-        lines.append(
-            f"{run['model']:<16}{run['image_size']:>5}{run['batch_size']:>6}{run['workers']:>8}"
-            f"{run['train_ceiling_img_s']:>15.2f}{run['train_pipeline_img_s']:>12.2f}"
-            f"{run['train_pipeline_cached_img_s']:>14.2f}{run['peer_img_s']:>12.2f}"
-            f"{run['infer_ms_p50']:>10.1f} / {run['infer_ms_p95']:<5.1f}"
-            f"{run['infer_ceiling_ms_p50']:>10.1f} / {run['infer_ceiling_ms_p95']:<5.1f}"
-            f"{run['peak_rss_mb']:>13.0f} / {run['peak_rss_worker_mb']:<5.0f}"
-        )
-    return lines
-
-
-def targets_table(runs: list[dict[str, Any]]) -> list[str]:
-    lines = [f"{'model':<16}{'ratio':<22}{'value':>7}  {'target':<9}{'result':<24}from CPU time"]
-    for run in runs:
-        for name, check in run["targets"].items():
-            from_cpu = f"{check['cpu_time_ratio']:.2f}" if "cpu_time_ratio" in check else ""
-            lines.append(
-                f"{run['model']:<16}{name:<22}{check['value']:>7.2f}  {check['target']:<9}{check['result']:<24}"
-                f"{from_cpu}"
-            )
-    return lines
-
-
-def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "CPU ms per image (this process and its workers, every thread): a shared machine's load changes wall time",
-        "more than CPU time; with every core busy, throughput ratios approach the inverse CPU-time ratios.",
-        f"{'model':<16}{'ceiling':>9}{'ours':>9}{'cached':>9}{'peer':>9}   data alone, 1 thread: ours / cached / peer",
-    ]
-    for run in runs:
-        costs = " / ".join(f"{ms:.2f}" for ms in run["data_cpu_ms_per_image"].values())
-        lines.append(f"{run['model']:<16}" + "".join(f"{run[cpu_key(path)]:>9.1f}" for path in PATHS) + f"   {costs}")
-    return lines
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Entry point
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     (args,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses(args=argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
+    setup_logging()
     start, load_start = time.perf_counter(), os.getloadavg()[0]
 
     # Each model: in this process when it is the only one, else one fresh process per model.

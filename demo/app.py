@@ -27,8 +27,10 @@ import numpy as np
 from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
-from flowers_hf.cli import run_cli
-from flowers_hf.images import UnreadableImageError, open_image
+from flowers_hf.cli import run_cli, setup_logging
+from flowers_hf.data.tta import TTA_VIEWS
+from flowers_hf.errors import UnreadableImageError
+from flowers_hf.images import open_image
 from flowers_hf.inference import FlowerClassifier
 
 logger = logging.getLogger("demo")
@@ -164,7 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="Where inference runs (cpu, cuda, ...).")
     parser.add_argument(
         "--tta",
-        choices=["flip", "five_crop", "ten_crop"],
+        choices=list(TTA_VIEWS),
         default=os.environ.get("TTA") or None,
         help="Test-time augmentation: average the views' probabilities (flowers_hf.evaluate --tta reports the "
         "accuracy gain and the latency cost); default none, or the TTA variable.",
@@ -185,7 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    setup_logging()
     classifier = FlowerClassifier.from_pretrained(args.model, device=args.device, revision=args.revision, tta=args.tta)
     demo = build_demo(classifier, example_images())
     demo.queue(max_size=args.max_queue).launch(

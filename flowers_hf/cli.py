@@ -14,8 +14,7 @@ import transformers
 import yaml
 from transformers import HfArgumentParser
 
-from .checkpoints import ClassMismatchError
-from .data.validate import BadImagesError
+from flowers_hf.errors import ArgumentError, MissingFileError, UserError
 
 
 def parse_args(
@@ -44,19 +43,20 @@ def parse_args(
 def load_preset(path: Path, dataclass_types: tuple[type, ...]) -> dict[str, Any]:
     """Read a YAML preset and check that every key is a known argument."""
     if not path.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file")
+        raise MissingFileError(f"--config {path}: no such file")
     preset = yaml.safe_load(path.read_text()) or {}
     if not isinstance(preset, dict):
-        raise ValueError(f"--config {path}: expected 'argument: value' pairs, got {type(preset).__name__}")
+        raise ArgumentError(f"--config {path}: expected 'argument: value' pairs, got {type(preset).__name__}")
     known = {field.name for cls in dataclass_types for field in dataclasses.fields(cls)}
     unknown = sorted(set(preset) - known)
     if unknown:
-        raise ValueError(f"--config {path}: unknown argument(s) {unknown}")
+        raise ArgumentError(f"--config {path}: unknown argument(s) {unknown}")
     return preset
 
 
-def setup_logging(should_log: bool, library_level: int) -> None:
-    """This project's progress messages at info on the main process (warning on the others), to stderr.
+def setup_logging(should_log: bool = True, library_level: int = logging.WARNING) -> None:
+    """This project's progress messages at info on the main process (warning on the others), to stderr: the one
+    logging set-up of every entry point (train.py, the ``python -m flowers_hf.*`` commands, the demo, bench/).
 
     Args:
         should_log: whether this process reports (``TrainingArguments.should_log``).
@@ -68,11 +68,12 @@ def setup_logging(should_log: bool, library_level: int) -> None:
 
 
 def run_cli(main: Callable[[list[str]], Any], argv: list[str]) -> int:
-    """Run an entry point; when the cause lies outside the program (offline, a missing file, undecodable images,
-    a model for other classes), end with its message and exit status 1 rather than a traceback; on Ctrl-C, 130."""
+    """Run an entry point; a ``UserError`` (a bad argument, a missing file, offline, undecodable images, a model for
+    other classes: ``flowers_hf.errors``) ends with its message and exit status 1 rather than a traceback; Ctrl-C
+    with 130."""
     try:
         main(argv)
-    except (ConnectionError, FileNotFoundError, BadImagesError, ClassMismatchError) as error:
+    except UserError as error:
         logging.getLogger("flowers_hf").error("%s: %s", type(error).__name__, error)
         return 1
     except KeyboardInterrupt:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flowers_hf.errors import ArgumentError, MissingFileError
+
 DEFAULT_HUB_DATASET = "dpdl-benchmark/oxford_flowers102"
 AUGMENT_POLICIES = ("default", "strong")
 
@@ -51,19 +53,21 @@ class DataArguments:
     def __post_init__(self) -> None:
         for name in ("validation_fraction", "test_fraction"):
             if not 0.0 < getattr(self, name) < 1.0:
-                raise ValueError(f"--{name} must lie strictly between 0 and 1, got {getattr(self, name)}")
+                raise ArgumentError(f"--{name} must lie strictly between 0 and 1, got {getattr(self, name)}")
         if self.validation_fraction + self.test_fraction >= 1.0:
-            raise ValueError("--validation_fraction plus --test_fraction must leave some images for training")
+            raise ArgumentError("--validation_fraction plus --test_fraction must leave some images for training")
         if self.synthetic_num_classes < 2:
-            raise ValueError(f"--synthetic_num_classes must be at least 2, got {self.synthetic_num_classes}")
+            raise ArgumentError(f"--synthetic_num_classes must be at least 2, got {self.synthetic_num_classes}")
         if self.synthetic_images_per_class < 3:
-            raise ValueError("--synthetic_images_per_class must be at least 3 (one image per split)")
+            raise ArgumentError("--synthetic_images_per_class must be at least 3 (one image per split)")
         if self.synthetic_image_size < 16:
-            raise ValueError(f"--synthetic_image_size must be at least 16 pixels, got {self.synthetic_image_size}")
+            raise ArgumentError(f"--synthetic_image_size must be at least 16 pixels, got {self.synthetic_image_size}")
         if self.synthetic_image_format not in ("jpeg", "png"):
-            raise ValueError(f"--synthetic_image_format must be 'jpeg' or 'png', got {self.synthetic_image_format!r}")
+            raise ArgumentError(
+                f"--synthetic_image_format must be 'jpeg' or 'png', got {self.synthetic_image_format!r}"
+            )
         if self.on_bad_image not in ("skip", "error"):
-            raise ValueError(f"--on_bad_image must be 'skip' or 'error', got {self.on_bad_image!r}")
+            raise ArgumentError(f"--on_bad_image must be 'skip' or 'error', got {self.on_bad_image!r}")
 
 
 @dataclass
@@ -99,29 +103,29 @@ class TransformArguments:
 
     def __post_init__(self) -> None:
         if self.image_size is not None and self.image_size < 8:
-            raise ValueError(f"--image_size must be at least 8, got {self.image_size}")
+            raise ArgumentError(f"--image_size must be at least 8, got {self.image_size}")
         if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
-            raise ValueError(f"--crop_pct must lie in (0, 1], got {self.crop_pct}")
+            raise ArgumentError(f"--crop_pct must lie in (0, 1], got {self.crop_pct}")
         if self.interpolation not in (None, "bilinear", "bicubic", "nearest"):
-            raise ValueError(f"--interpolation must be bilinear, bicubic or nearest, got {self.interpolation!r}")
+            raise ArgumentError(f"--interpolation must be bilinear, bicubic or nearest, got {self.interpolation!r}")
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None and len(value) != 3:
-                raise ValueError(f"--{name} needs 3 values (R G B), got {value}")
+                raise ArgumentError(f"--{name} needs 3 values (R G B), got {value}")
         if self.std is not None and min(self.std) <= 0:
-            raise ValueError(f"--std values must be positive, got {self.std}")
+            raise ArgumentError(f"--std values must be positive, got {self.std}")
         if not 0.0 < self.min_crop_scale <= 1.0:
-            raise ValueError(f"--min_crop_scale must lie in (0, 1], got {self.min_crop_scale}")
+            raise ArgumentError(f"--min_crop_scale must lie in (0, 1], got {self.min_crop_scale}")
         for name in ("rotate_degrees", "color_jitter"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must not be negative, got {getattr(self, name)}")
+                raise ArgumentError(f"--{name} must not be negative, got {getattr(self, name)}")
         if not 0.0 <= self.hue_jitter <= 0.5:
-            raise ValueError(f"--hue_jitter must lie in [0, 0.5], got {self.hue_jitter}")
+            raise ArgumentError(f"--hue_jitter must lie in [0, 0.5], got {self.hue_jitter}")
         for name in ("hflip_prob", "rotate_prob", "color_jitter_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"--{name} must lie in [0, 1], got {getattr(self, name)}")
+                raise ArgumentError(f"--{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.augment not in AUGMENT_POLICIES:
-            raise ValueError(f"--augment must be one of {AUGMENT_POLICIES}, got {self.augment!r}")
+            raise ArgumentError(f"--augment must be one of {AUGMENT_POLICIES}, got {self.augment!r}")
 
 
 @dataclass
@@ -152,8 +156,8 @@ class ModelArguments:
 
     def __post_init__(self) -> None:
         if self.pretrained_path is not None and not Path(self.pretrained_path).expanduser().is_file():
-            raise FileNotFoundError(f"--pretrained_path {self.pretrained_path}: no such file")
+            raise MissingFileError(f"--pretrained_path {self.pretrained_path}: no such file")
         for name in ("drop_rate", "drop_path_rate"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
-                raise ValueError(f"--{name} must lie in [0, 1), got {value}")
+                raise ArgumentError(f"--{name} must lie in [0, 1), got {value}")

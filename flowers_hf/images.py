@@ -9,6 +9,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from flowers_hf.errors import UnreadableImageError
+
 # Transparent pixels are shown on white, as an image viewer would show a cut-out flower.
 BACKGROUND = (255, 255, 255)
 _HIGH_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}
@@ -44,10 +46,6 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
     sixteen_bit = array.dtype.itemsize == 2 or int(array.max(initial=0)) > 255
     shift = 8 if sixteen_bit else 0
     return np.clip(array.astype(np.int64) >> shift, 0, 255).astype(np.uint8)
-
-
-class UnreadableImageError(ValueError):
-    """A file that cannot be used as a photo: not an image, truncated, empty, or too large to decode safely."""
 
 
 # Photos larger than this are decoded at a reduced scale (JPEG draft mode) and shrunk before preprocessing:

@@ -10,11 +10,12 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageClassification, TimmWrapperForImageClassification
 
-from .hub import is_hub_id, probe_hub
-from .images import open_image
-from .preprocessing import Preprocessing, resolve_preprocessing
-from .transforms import build_eval_transform, denormalize
-from .tta import TTATransform
+from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, denormalize
+from flowers_hf.data.tta import TTATransform
+from flowers_hf.errors import MissingFileError, OfflineError
+from flowers_hf.hub import is_hub_id, probe_hub
+from flowers_hf.images import open_image
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class FlowerClassifier:
         prep: its input contract.
         device: where inference runs.
         tta: test-time augmentation views for :meth:`predict` (``flip``, ``five_crop``, ``ten_crop``; see
-            ``flowers_hf.tta``), their probabilities averaged; ``None``: the single centre crop.
+            ``flowers_hf.data.tta``), their probabilities averaged; ``None``: the single centre crop.
     """
 
     def __init__(
@@ -41,7 +42,7 @@ class FlowerClassifier:
         self.prep = prep
         self.device = torch.device(device)
         self.class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        # Chosen on validation and stored in config.json by train.py (flowers_hf.calibration); None without one.
+        # Chosen on validation and stored in config.json by train.py (evaluation.calibration); None without one.
         self.unsure_threshold = (getattr(model.config, "calibration", None) or {}).get("unsure_threshold")
         self._transform = build_eval_transform(prep)
         self._views = TTATransform(prep, tta) if tta else None
@@ -60,9 +61,9 @@ class FlowerClassifier:
         """
         source = str(name_or_path)
         if not is_hub_id(source) and not (Path(source).expanduser() / "config.json").is_file():
-            raise FileNotFoundError(f"{source}: neither a model folder with config.json nor a Hub repo id (owner/name)")
+            raise MissingFileError(f"{source}: neither a model folder with config.json nor a Hub repo id (owner/name)")
         if is_hub_id(source) and (error := probe_hub(source, revision=revision)) is not None:
-            raise ConnectionError(
+            raise OfflineError(
                 f"Cannot reach the model {source} on the Hugging Face Hub ({type(error).__name__}); "
                 "give a local run folder, or set HF_HUB_OFFLINE=1 to use a cached copy"
             ) from error
@@ -71,7 +72,7 @@ class FlowerClassifier:
                 source, revision=revision, use_safetensors=True, trust_remote_code=False
             )
         except OSError as error:  # offline and not cached, or a repository without safetensors weights
-            raise ConnectionError(f"Cannot load {source}: {str(error).splitlines()[0]}") from error
+            raise OfflineError(f"Cannot load {source}: {str(error).splitlines()[0]}") from error
         prep = resolve_preprocessing(model.config.pretrained_cfg)  # the wrapper does not pass it on to timm
         logger.info("Loaded %s: %d classes, %s", source, model.config.num_labels, prep)
         return cls(model, prep, device, tta)

@@ -14,9 +14,10 @@ from timm.models import save_for_hf
 from timm.utils import unfreeze
 from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
-from .config import ModelArguments
-from .hub import is_hub_id, probe_hub
-from .preprocessing import Preprocessing
+from flowers_hf.config import ModelArguments
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.errors import ArgumentError, MissingFileError, PretrainedWeightsUnavailableError
+from flowers_hf.hub import is_hub_id, probe_hub
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +26,6 @@ OFFLINE_HELP = (
     "--pretrained_path FILE (.safetensors or .pth). Weights already in your Hugging Face cache load with "
     "HF_HUB_OFFLINE=1."
 )
-
-
-class PretrainedWeightsUnavailableError(ConnectionError):
-    """Pretrained weights were asked for but cannot be downloaded (offline) and are not cached."""
 
 
 def build_model(args: ModelArguments, class_names: list[str]) -> TimmWrapperForImageClassification:
@@ -80,13 +77,13 @@ def _timm_name(model: str) -> tuple[str, str | None]:
     if Path(model).expanduser().is_dir():
         path = Path(model).expanduser()
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"--model {model}: the folder has no config.json (not a saved model)")
+            raise MissingFileError(f"--model {model}: the folder has no config.json (not a saved model)")
         return f"local-dir:{path}", "local-dir"
     if timm.is_model(model):
         return model, None
     if is_hub_id(model):
         return f"hf-hub:{model}", "hf-hub"
-    raise ValueError(
+    raise ArgumentError(
         f"--model {model}: not a timm architecture (see timm.list_models()), a saved model folder, or a Hub repo id"
     )
 
@@ -137,7 +134,7 @@ def save_model(model: TimmWrapperForImageClassification, output_dir: str | Path,
     # timm 1.0.31 also records num_classes in model_args, which transformers 5.23 passes to timm a second
     # time ("got multiple values for keyword argument 'num_classes'"); the top-level num_classes stays.
     config.get("model_args", {}).pop("num_classes", None)
-    # Temperature and "unsure" threshold (flowers_hf.calibration): transformers keeps the key, timm ignores it.
+    # Temperature and "unsure" threshold (evaluation.calibration): transformers keeps the key, timm ignores it.
     if getattr(model.config, "calibration", None):
         config["calibration"] = model.config.calibration
     config_path.write_text(json.dumps(config, indent=2))

@@ -1,22 +1,22 @@
-"""bench/run.py end to end on tiny settings (keys and consistency of its JSON, never timings), its pure helpers, and
-the resized-image cache (flowers_hf.cache) it measures."""
+"""bench/run.py end to end on tiny settings (keys and consistency of its JSON, never timings), the pure helpers of
+bench/tables.py and bench/timing.py, and the resized-image cache (flowers_hf.data.cache) it measures."""
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+from helpers import ROOT
 from PIL import Image
 
 from bench import run as bench
-from flowers_hf.cache import cache_resized, cached_side
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.transforms import with_transforms
+from bench import tables, timing
+from flowers_hf.data.cache import cache_resized, cached_side
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
 
-ROOT = Path(__file__).resolve().parents[1]
 # Every code path of a real run, at sizes that finish in seconds: test_resnet at 64 px on 96 px JPEGs.
 TINY = [
     "--models", "test_resnet", "--image_size", "64", "--source_image_size", "96", "--num_classes", "4",
@@ -46,6 +46,7 @@ def output() -> tuple[list[str], dict]:
     return lines, json.loads(lines[-1])
 
 
+@pytest.mark.slow
 def test_last_line_is_json_with_every_key_of_the_issue(output):
     _, result = output
     assert set(bench.REQUIRED_KEYS) <= set(result)
@@ -55,6 +56,7 @@ def test_last_line_is_json_with_every_key_of_the_issue(output):
     assert result["command"].startswith("python bench/run.py --models test_resnet")
 
 
+@pytest.mark.slow
 def test_figures_are_positive_and_consistent(output):
     _, result = output
     assert all(result[key] > 0 for key in FIGURES)
@@ -72,6 +74,7 @@ def test_figures_are_positive_and_consistent(output):
         assert check["result"] == "met" or check["result"].startswith("missed by")
 
 
+@pytest.mark.slow
 def test_table_comes_first_and_names_every_target(output):
     lines, result = output
     table = "\n".join(lines[:-1])
@@ -81,15 +84,15 @@ def test_table_comes_first_and_names_every_target(output):
 
 
 def test_verdict_says_by_how_much_a_target_is_missed():
-    assert bench.verdict(1.02, ">=", 1.0) == "met"
-    assert bench.verdict(0.93, ">=", 0.95) == "missed by 0.02 (2%)"
-    assert bench.verdict(1.5, "<=", 1.2) == "missed by 0.30 (25%)"
-    assert bench.verdict(1.2, "<=", 1.2) == "met"
+    assert tables.verdict(1.02, ">=", 1.0) == "met"
+    assert tables.verdict(0.93, ">=", 0.95) == "missed by 0.02 (2%)"
+    assert tables.verdict(1.5, "<=", 1.2) == "missed by 0.30 (25%)"
+    assert tables.verdict(1.2, "<=", 1.2) == "met"
 
 
 def test_rates_count_the_steps_after_the_warmup():
     stamps = {3: (10.0, 100.0), 13: (15.0, 109.6)}  # 10 steps of 32 images in 5 s, with 9.6 CPU seconds
-    images_per_second, cpu_ms = bench.rates(stamps, 3, 13, 32)
+    images_per_second, cpu_ms = timing.rates(stamps, 3, 13, 32)
     assert images_per_second == pytest.approx(64.0)
     assert cpu_ms == pytest.approx(30.0)
 
@@ -97,7 +100,7 @@ def test_rates_count_the_steps_after_the_warmup():
 def test_percentile_matches_numpy():
     values = [5.0, 1.0, 4.0, 2.0, 3.0, 10.0, 7.5]
     for q in (0, 50, 95, 100):
-        assert bench.percentile(values, q) == pytest.approx(np.percentile(values, q))
+        assert timing.percentile(values, q) == pytest.approx(np.percentile(values, q))
 
 
 def test_quick_mode_fills_in_its_defaults_and_flags_win():
@@ -111,7 +114,7 @@ def test_quick_mode_fills_in_its_defaults_and_flags_win():
         bench.BenchArguments(device="cpu", precision="fp16")
 
 
-# flowers_hf.cache
+# flowers_hf.data.cache
 
 
 def _photos(sizes: list[tuple[int, int]]) -> datasets.Dataset:
@@ -132,6 +135,8 @@ def test_cache_shrinks_to_the_shorter_side_and_never_enlarges():
 def test_cached_images_feed_the_training_transform():
     prep = resolve_preprocessing("test_resnet")
     split = cache_resized(_photos([(120, 80), (60, 90)]), shorter_side=cached_side(prep))
-    example = with_transforms(datasets.DatasetDict({"train": split}), prep, seed=0)["train"][0]
+    example = with_transforms(
+        datasets.DatasetDict({"train": split}), build_train_transform(prep, seed=0), build_eval_transform(prep)
+    )["train"][0]
     assert example["pixel_values"].shape == (3, *prep.input_size)
     assert cached_side(prep) == int(np.ceil(max(prep.input_size) * 1.15))

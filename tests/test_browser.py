@@ -18,6 +18,8 @@ if CHROMIUM is None and os.environ.get("FLOWERS_REQUIRE_BROWSER") != "1":
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Chromium on the demo server
+
 # Chromium's background services try to reach Google; on a closed network that only adds noise and delays.
 CHROMIUM_ARGS = [
     "--no-sandbox",

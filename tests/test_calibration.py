@@ -9,24 +9,24 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-from flowers_hf import calibration as calibration_module
-from flowers_hf.calibration import (
+from flowers_hf.config import ModelArguments, TransformArguments
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform
+from flowers_hf.evaluation import calibration as calibration_module
+from flowers_hf.evaluation.calibration import (
     Calibration,
     calibrate_model,
     expected_calibration_error,
     fit_calibration,
     fit_temperature,
     fold_temperature,
-    plot_reliability_diagram,
     reliability_bins,
     softmax,
     unsure_threshold,
 )
-from flowers_hf.config import ModelArguments, TransformArguments
 from flowers_hf.inference import FlowerClassifier
 from flowers_hf.modeling import build_model, save_model
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.transforms import build_eval_transform
+from flowers_hf.reporting.plots import plot_reliability_diagram
 
 NAMES = ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
 

@@ -11,20 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_hf.cache import cache_images
 from flowers_hf.config import TransformArguments
-from flowers_hf.corruptions import (
+from flowers_hf.data.cache import cache_images
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, eval_resize
+from flowers_hf.evaluation.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
     CorruptionTransform,
     build_corruption,
     corrupt,
-    plot_robustness,
     robustness_summary,
 )
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.transforms import build_eval_transform
-from flowers_hf.tta import eval_resize
+from flowers_hf.reporting.plots import plot_robustness
 
 
 def _smooth_image(seed: int, height: int = 96, width: int = 128) -> np.ndarray:

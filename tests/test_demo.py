@@ -3,9 +3,9 @@
 import importlib.util
 
 import pytest
-from conftest import ROOT
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
+from helpers import ROOT
 from PIL import Image
 
 spec = importlib.util.spec_from_file_location("flowers_demo", ROOT / "demo" / "app.py")
@@ -17,6 +17,7 @@ def _top5(result: dict) -> list[tuple[str, float]]:
     return [(entry["label"], entry["confidence"]) for entry in result["confidences"]]
 
 
+@pytest.mark.slow
 def test_predict_endpoint_returns_the_five_most_likely_flowers(client, photo, tiny_run):
     result = client.predict(handle_file(str(photo)), api_name="/predict")
     top5 = _top5(result)
@@ -29,15 +30,18 @@ def test_predict_endpoint_returns_the_five_most_likely_flowers(client, photo, ti
     assert dict(top5) == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_only_predict_is_public(client):
     assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/predict"}
 
 
+@pytest.mark.slow
 def test_no_image_gets_a_message(client):
     with pytest.raises(AppError, match="No image"):
         client.predict(None, api_name="/predict")
 
 
+@pytest.mark.slow
 def test_an_animated_gif_is_classified_by_its_first_frame(client, tmp_path):
     frames = [Image.new("RGB", (40, 40), colour) for colour in ((200, 30, 30), (30, 30, 200))]
     path = tmp_path / "anim.gif"
@@ -67,6 +71,7 @@ def test_examples_are_images_in_the_examples_folder():
     assert examples and all(Image.open(path).size for path in examples)
 
 
+@pytest.mark.slow
 def test_the_verdict_names_the_flower_or_says_unsure_below_the_stored_threshold(tiny_run):
     classifier = app.FlowerClassifier.from_pretrained(tiny_run)
     classifier.unsure_threshold = 0.4  # as train.py stores it in config.json["calibration"]

@@ -3,12 +3,14 @@ Counts and consistency only, never timings."""
 
 import json
 
-from conftest import free_port
+import pytest
+from helpers import free_port
 
 from bench import load
 from flowers_hf.inference import FlowerClassifier
 
 
+@pytest.mark.slow
 def test_ten_clients_five_requests_each_all_answered_with_the_library_label(demo_server, tiny_run, tmp_path, capsys):
     summary = load.main(["--url", demo_server.url, "--clients", "10", "--requests", "5"])
     assert (summary["sent"], summary["answered"], summary["failed"], summary["lost"]) == (50, 50, 0, 0)

@@ -8,22 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT
 
-from flowers_hf.checkpoints import ClassMismatchError
 from flowers_hf.cli import run_cli
 from flowers_hf.config import ModelArguments, TransformArguments
-from flowers_hf.evaluate import check_class_names, main
-from flowers_hf.labels import FLOWER_NAMES
+from flowers_hf.data.labels import FLOWER_NAMES, check_class_names
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.errors import ClassMismatchError
+from flowers_hf.evaluate import main
 from flowers_hf.modeling import build_model, save_model
-from flowers_hf.preprocessing import resolve_preprocessing
 
-ROOT = Path(__file__).resolve().parents[1]
 FILES = [
     "test_results.json", "classification_report.json", "confusion_matrix.png", "reliability_diagram.png",
     "robustness.json", "robustness.png", "evaluate_config.yaml",
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_command_repeats_the_test_pass_and_measures_robustness_calibration_and_tta(tiny_run, tmp_path):
     output = tmp_path / "eval"
     # The run folder comes first; the data options come from its train_config.yaml.
@@ -40,6 +41,15 @@ def test_the_command_repeats_the_test_pass_and_measures_robustness_calibration_a
     results = json.loads((output / "test_results.json").read_text())
     training = json.loads((tiny_run / "test_results.json").read_text())
     assert results["test_accuracy"] == training["test_accuracy"]
+    # One scoring function: the keys differ only by what each pass adds (the Trainer's loss and runtime; the
+    # evaluation's latency, TTA and corruption figures).
+    trainer_only = {key.removeprefix("test_") for key in set(training) - set(results)}
+    assert trainer_only <= {"loss", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time"}
+    evaluate_only = set(results) - set(training)
+    assert all(
+        k.startswith(("test_tta_", "test_mean_corr", "test_relative_mean")) or "ms_per" in k for k in evaluate_only
+    )
+    assert {"test_ece_calibrated", "test_nll_calibrated", "test_answered", "validation_ece_calibrated"} <= set(training)
     for key in ("test_ece_uncalibrated", "test_ece_calibrated"):
         assert results[key] == pytest.approx(training[key], abs=1e-4)
     stored = json.loads((tiny_run / "config.json").read_text())["calibration"]
@@ -78,6 +88,7 @@ def uncalibrated_folder(tmp_path) -> Path:
     return tmp_path / "model"
 
 
+@pytest.mark.slow
 def test_a_model_without_calibration_is_calibrated_on_validation_and_can_keep_it(uncalibrated_folder, tmp_path):
     fitted = main([str(uncalibrated_folder), *DATA, "--output_dir", str(tmp_path / "fitted")])
     assert "calibration" not in json.loads((uncalibrated_folder / "config.json").read_text())
@@ -100,6 +111,7 @@ def test_the_data_set_must_have_the_model_classes_in_its_order():
         check_class_names(list(FLOWER_NAMES[:5]), names)
 
 
+@pytest.mark.slow
 def test_data_for_other_classes_ends_the_command_with_its_message_not_a_traceback(tiny_run, tmp_path, caplog):
     argv = [str(tiny_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path), "--disable_tqdm", "true"]
     assert run_cli(main, argv) == 1

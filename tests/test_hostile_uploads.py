@@ -9,11 +9,13 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from conftest import ROOT, black_png, png_claiming
 from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers import ROOT, black_png, png_claiming
 from PIL import Image, PngImagePlugin
+
+pytestmark = pytest.mark.slow  # every test talks to the demo server
 
 SVG = b"""<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">
 <script>fetch("/gradio_api/file=/etc/passwd").then(r => r.text()).then(alert)</script>

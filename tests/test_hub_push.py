@@ -10,11 +10,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY_RUN
+from helpers import ROOT, TINY_RUN
 from hub_standin import HubStandIn, serve
 
 import train
 from flowers_hf.cli import run_cli
+
+pytestmark = pytest.mark.slow  # the commands in subprocesses, on the trained tiny_run
 
 TOKEN = "hf_FlowersTestSecretToken0123456789"
 REPO = "flowers-tester/flowers-test-resnet"

@@ -17,12 +17,14 @@ def _photo(seed: int = 0, size=(50, 40)) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
 
 
+@pytest.mark.slow
 def test_preprocessing_and_names_come_from_the_run(classifier):
     assert classifier.prep.input_size == (32, 32)
     assert classifier.class_names[:3] == ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
     assert len(classifier.class_names) == 6
 
 
+@pytest.mark.slow
 def test_predict_matches_the_transformers_pipeline(classifier, tiny_run):
     image = _photo()
     ours = classifier.predict(image, top_k=3)
@@ -32,6 +34,7 @@ def test_predict_matches_the_transformers_pipeline(classifier, tiny_run):
         assert score == pytest.approx(theirs[name], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_top_k_is_capped_by_the_number_of_classes_and_sums_to_one(classifier):
     assert len(classifier.predict(_photo(1), top_k=5)) == 5
     scores = classifier.predict(_photo(1), top_k=10)
@@ -40,12 +43,14 @@ def test_top_k_is_capped_by_the_number_of_classes_and_sums_to_one(classifier):
     assert list(scores.values()) == sorted(scores.values(), reverse=True)
 
 
+@pytest.mark.slow
 def test_predict_opens_paths(classifier, tmp_path):
     image = _photo(2)
     image.save(tmp_path / "flower.png")
     assert classifier.predict(tmp_path / "flower.png") == pytest.approx(classifier.predict(image))
 
 
+@pytest.mark.slow
 def test_model_view_is_the_cropped_input_in_pixels(classifier):
     flat = Image.new("RGB", (64, 48), (200, 100, 50))
     view = classifier.model_view(flat)
@@ -63,6 +68,7 @@ def test_a_hub_model_that_cannot_be_fetched_is_a_clear_error():
         FlowerClassifier.from_pretrained("someone/flowers-resnet18")  # offline (HF_HUB_OFFLINE=1), not cached
 
 
+@pytest.mark.slow
 def test_flip_tta_averages_the_photo_and_its_mirror_image(tiny_run, classifier):
     # 34 × 33: the shorter side is already the 32-px model's eval resize (32 / crop_pct 0.95), and the crop leaves
     # 1 px on the left and on the right, so the centre crop of the mirror image is the mirror image of the crop.

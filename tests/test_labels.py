@@ -1,4 +1,4 @@
-from flowers_hf.labels import FLOWER_NAMES, numeric_names_to_flowers
+from flowers_hf.data.labels import FLOWER_NAMES, numeric_names_to_flowers
 
 
 def test_canonical_names_follow_the_oxford_order():

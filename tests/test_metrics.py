@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from flowers_hf.metrics import ClassificationMetrics, build_compute_metrics, classification_report
+from flowers_hf.evaluation.metrics import ClassificationMetrics, build_compute_metrics, classification_report
 
 # 6 examples, 3 classes. Top-1 predictions: 0, 1, 1, 2, 0, 2; labels: 0, 1, 2, 2, 1, 2.
 SCORES = np.array(

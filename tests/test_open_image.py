@@ -4,10 +4,11 @@ import io
 
 import numpy as np
 import pytest
-from conftest import png_claiming
+from helpers import png_claiming
 from PIL import Image
 
-from flowers_hf.images import MAX_SIDE, UnreadableImageError, open_image
+from flowers_hf.errors import UnreadableImageError
+from flowers_hf.images import MAX_SIDE, open_image
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 

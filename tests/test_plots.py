@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 from flowers_hf.config import TransformArguments
-from flowers_hf.plots import (
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, build_train_transform, denormalize
+from flowers_hf.reporting.plots import (
     DPI,
     _curve_figure,
     normalized_confusion_matrix,
@@ -19,8 +21,6 @@ from flowers_hf.plots import (
     series,
     stage_boundaries,
 )
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.transforms import build_eval_transform, build_train_transform, denormalize
 
 # Two stages as the merged log history has them: train losses between evaluations, an eval record per epoch,
 # a train summary at the end of each stage; stage 2 continues the global epoch count.
@@ -117,7 +117,7 @@ def test_curve_png_is_written(plot, tmp_path):
 @pytest.mark.parametrize("history", [[], [{"epoch": 1.0, "stage": 1, "learning_rate": 1e-3}]])
 def test_curve_without_data_writes_a_no_data_figure(plot, history, tmp_path, caplog):
     path = tmp_path / "empty.png"
-    with caplog.at_level(logging.WARNING, logger="flowers_hf.plots"):
+    with caplog.at_level(logging.WARNING, logger="flowers_hf.reporting.plots"):
         plot(history, path)
     assert _png_size(path)[0] > 400
     assert "writing an empty" in caplog.text

@@ -10,26 +10,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 from safetensors.torch import save_file
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
 import train
-from flowers_hf import interrupt, stages
-from flowers_hf.checkpoints import (
+from flowers_hf.cli import run_cli
+from flowers_hf.config import ModelArguments
+from flowers_hf.modeling import build_model
+from flowers_hf.training import interrupt, stages
+from flowers_hf.training.checkpoints import (
     ClassMismatchError,
     check_starting_model,
     checkpoint_problem,
     last_complete_checkpoint,
 )
-from flowers_hf.cli import run_cli
-from flowers_hf.config import ModelArguments
-from flowers_hf.finetune import parameter_groups
-from flowers_hf.interrupt import SaveOnInterrupt, TrainingInterrupted
-from flowers_hf.modeling import build_model
-from flowers_hf.stages import Stage, run_stage
-from flowers_hf.trainer_config import FlowersTrainingArguments
+from flowers_hf.training.freezing import parameter_groups
+from flowers_hf.training.interrupt import SaveOnInterrupt, TrainingInterrupted
+from flowers_hf.training.stages import Stage, run_stage
+from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hf_resumeTestNotARealToken0123456789"
 # 4 classes × 40 images of 32 px (20 / 20 / 120 per split), batch 8: 3 steps an epoch, 4 epochs, a checkpoint an
 # epoch. One DataLoader worker, not persistent (the default): a fresh worker each epoch reseeds the augmentation
@@ -62,6 +62,7 @@ def _evaluations(output: Path) -> list[tuple[float, float, float]]:
     return [(r["epoch"], r["eval_loss"], r["eval_accuracy"]) for r in history if "eval_loss" in r]
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint_and_ends_the_same(tmp_path, caplog):
     reference = train.main([*ARGS, "--output_dir", str(tmp_path / "reference")])
     output = tmp_path / "killed"
@@ -100,6 +101,7 @@ class _CtrlC(TrainerCallback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_at_the_step_and_the_same_command_resumes(tmp_path, monkeypatch, caplog):
     build_trainer = train.build_trainer
 

@@ -9,22 +9,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import ROOT
 from PIL import Image
 from safetensors.torch import load_file
 from test_trainer import LABELS, LOGITS, WEIGHTS, _expected_step, _Linear, _vectors
 from transformers import TrainerCallback, TrainingArguments
 
 import train
-from flowers_hf.callbacks import TRAINING_WEIGHTS, EmaCallback
 from flowers_hf.config import TransformArguments
-from flowers_hf.mixup import build_mixup_collator
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.trainer import ClassWeightedTrainer, WeightedCrossEntropy
-from flowers_hf.trainer_config import FlowersTrainingArguments
-from flowers_hf.transforms import build_train_transform, collate_fn
-
-ROOT = Path(__file__).resolve().parents[1]
-
+from flowers_hf.data.mixup import build_mixup_collator
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_train_transform, collate_fn
+from flowers_hf.training.ema import TRAINING_WEIGHTS, EmaCallback
+from flowers_hf.training.loss import WeightedCrossEntropy
+from flowers_hf.training.trainer import ClassWeightedTrainer
+from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 # Soft targets in the class-weighted loss
 
@@ -258,6 +257,7 @@ def test_bad_robust_options_are_refused(tmp_path, kwargs, message):
 # The presets, end to end
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["robust.yaml", "quickstart_robust.yaml"])
 def test_robust_presets_start_training_with_ema_checkpoints(preset, tmp_path):
     argv = [

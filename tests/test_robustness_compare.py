@@ -4,8 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # bench/robustness.py end to end: two trainings and two evaluations
 
 TINY = {
     "dataset": "synthetic", "synthetic_num_classes": 4, "synthetic_images_per_class": 12, "synthetic_image_size": 32,

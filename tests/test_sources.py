@@ -5,13 +5,14 @@ import time
 import datasets
 import numpy as np
 import pytest
-from conftest import write_imagefolder
+from helpers import write_imagefolder
 from PIL import Image
 
 from flowers_hf.config import DataArguments
-from flowers_hf.data import HubUnavailableError, load_flowers
+from flowers_hf.data import load_flowers
+from flowers_hf.data.labels import FLOWER_NAMES
 from flowers_hf.data.standardize import standardize
-from flowers_hf.labels import FLOWER_NAMES
+from flowers_hf.errors import HubUnavailableError
 
 
 def _class_of_pixel(data, split):

@@ -6,8 +6,8 @@ from PIL import Image
 
 from flowers_hf.config import DataArguments
 from flowers_hf.data import load_flowers
+from flowers_hf.data.labels import FLOWER_NAMES
 from flowers_hf.data.synthetic import generate_examples, make_classes, split_counts
-from flowers_hf.labels import FLOWER_NAMES
 
 
 def _examples(split="train", classes=(0, 1), **overrides):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_imagefolder
+from helpers import ROOT, write_imagefolder
 from safetensors.torch import load_file
 from transformers import pipeline
 
@@ -19,7 +19,6 @@ from flowers_hf.cli import parse_args
 from flowers_hf.config import DataArguments
 from flowers_hf.data import load_flowers
 
-ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = [
     "model.safetensors",
     "config.json",
@@ -55,6 +54,7 @@ def run(tmp_path_factory) -> tuple[Path, list[str]]:
     return output, argv
 
 
+@pytest.mark.slow
 def test_run_learns_and_writes_every_artifact(run):
     output, _ = run
     assert sorted(p for p in ARTIFACTS if not (output / p).is_file()) == []
@@ -67,6 +67,7 @@ def test_run_learns_and_writes_every_artifact(run):
     assert weights == {"strategy": "balanced", "weights": [1.0, 1.0, 1.0, 1.0]}  # a balanced split
 
 
+@pytest.mark.slow
 def test_both_stages_ran_with_their_own_schedule(run):
     output, _ = run
     for stage, epochs in (("stage1", 2), ("stage2", 3)):
@@ -81,6 +82,7 @@ def _weights(checkpoint: Path) -> dict:
     return {k.removeprefix("timm_model."): v for k, v in load_file(str(checkpoint / "model.safetensors")).items()}
 
 
+@pytest.mark.slow
 def test_stage_two_starts_a_fresh_schedule(run):
     output, _ = run
     rates = [
@@ -92,6 +94,7 @@ def test_stage_two_starts_a_fresh_schedule(run):
     assert rates[1][0] > 0.005 > rates[0][-1]
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_a_stage_that_stopped_improving(tmp_path):
     argv = [*TINY, "--output_dir", str(tmp_path), "--learning_rate", "0", "--num_train_epochs", "6",
             "--stage2_epochs", "0", "--early_stopping_patience", "2"]  # fmt: skip
@@ -102,6 +105,7 @@ def test_early_stopping_ends_a_stage_that_stopped_improving(tmp_path):
     assert Path(state["best_model_checkpoint"]).name == "checkpoint-5"
 
 
+@pytest.mark.slow
 def test_stage_one_trains_the_head_only_and_stage_two_the_backbone_too(run):
     output, _ = run
     first, second = (_weights(output / "stage1" / f"checkpoint-{step}") for step in (5, 10))  # epochs 1 and 2
@@ -112,6 +116,7 @@ def test_stage_one_trains_the_head_only_and_stage_two_the_backbone_too(run):
     assert not torch.equal(second["conv1.0.weight"], final["conv1.0.weight"])  # stage 2 trained the stem
 
 
+@pytest.mark.slow
 def test_each_stage_keeps_its_best_and_its_last_checkpoint(run):
     output, _ = run
     for stage in ("stage1", "stage2"):
@@ -122,6 +127,7 @@ def test_each_stage_keeps_its_best_and_its_last_checkpoint(run):
         assert len(kept) <= 2
 
 
+@pytest.mark.slow
 def test_output_folder_serves_the_pipeline_with_flower_names(run):
     output, _ = run
     classifier = pipeline("image-classification", model=str(output))
@@ -130,6 +136,7 @@ def test_output_folder_serves_the_pipeline_with_flower_names(run):
     assert len(top) == 4 and top[0]["label"] in data["test"].features["label"].names
 
 
+@pytest.mark.slow
 def test_saved_config_is_a_preset_that_parses_back(run):
     output, _ = run
     model_args, data_args, _, args = parse_args(train.ARGUMENTS, ["--config", str(output / "train_config.yaml")])
@@ -137,6 +144,7 @@ def test_saved_config_is_a_preset_that_parses_back(run):
     assert args.stage2_epochs == 3 and args.output_dir == str(output)
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_run(run, tmp_path):
     output, argv = run
     again = train.main([*argv[:-2], "--output_dir", str(tmp_path)])
@@ -145,6 +153,7 @@ def test_the_same_seed_gives_the_same_run(run, tmp_path):
     assert again["test_accuracy"] == before["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_trains_nothing_and_gives_the_same_scores(run, caplog):
     output, argv = run
     before = json.loads((output / "test_results.json").read_text())
@@ -154,6 +163,7 @@ def test_rerun_of_a_finished_run_trains_nothing_and_gives_the_same_scores(run, c
     assert again["test_accuracy"] == pytest.approx(before["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_interrupted_stage_resumes_from_its_last_checkpoint(run, tmp_path, caplog):
     output, argv = run
     copy = tmp_path / "copy"
@@ -183,6 +193,7 @@ def test_presets_parse(preset):
         assert args.output_dir == f"runs/{preset.stem}" and model_args.model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("preset", "stages"),
     [("resnet18.yaml", 1), ("efficientnet_b3.yaml", 2), ("resnet18_finetune.yaml", 1),
@@ -207,6 +218,7 @@ SHORT = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_trains_on_an_oxford_folder_and_an_imagefolder(oxford_dir, tmp_path):
     tree = write_imagefolder(tmp_path / "tree", {"train": {"rose": 6, "tulip": 6}, "test": {"rose": 2, "tulip": 2}})
     for source, classes in ((oxford_dir, 102), (tree, 2)):
@@ -216,6 +228,7 @@ def test_trains_on_an_oxford_folder_and_an_imagefolder(oxford_dir, tmp_path):
         assert len(json.loads((output / "config.json").read_text())["label_names"]) == classes
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_a_starting_point(run, tmp_path):
     output, _ = run
     argv = [*TINY, "--output_dir", str(tmp_path), "--model", str(output), "--pretrained", "true", "--max_steps", "1"]
@@ -224,6 +237,7 @@ def test_a_run_folder_is_a_starting_point(run, tmp_path):
     assert metrics["test_accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_fp16_asked_for_on_a_cpu_trains_in_fp32(tmp_path):
     metrics = train.main([*TINY, "--output_dir", str(tmp_path), "--precision", "fp16", "--max_steps", "1"])
     assert set(metrics) >= TEST_KEYS
@@ -234,6 +248,7 @@ def test_fp16_asked_for_on_a_cpu_trains_in_fp32(tmp_path):
     assert "precision: fp16" in saved and "use_cpu: false" in saved
 
 
+@pytest.mark.slow
 def test_offline_pretrained_weights_stop_the_command_with_the_fix(tmp_path):
     command = [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "resnet18.yaml"),
                *TINY[:8], "--output_dir", str(tmp_path)]  # fmt: skip
@@ -243,6 +258,7 @@ def test_offline_pretrained_weights_stop_the_command_with_the_fix(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_two_process_cpu_run_with_accelerate(tmp_path):
     output = tmp_path / "ddp"
     command = [

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import TrainingArguments
 
-from flowers_hf.trainer import ClassWeightedTrainer, WeightedCrossEntropy, class_weights_from_counts
+from flowers_hf.training.loss import WeightedCrossEntropy, class_weights_from_counts
+from flowers_hf.training.trainer import ClassWeightedTrainer
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-0.5, 1.5, 0.0], [1.0, 1.0, 1.0]])
 LABELS = torch.tensor([0, 2, 1, 2])
@@ -112,6 +113,7 @@ def test_gradient_accumulation_gives_the_one_big_batch_update(tmp_path):
     assert torch.allclose(_one_step(tmp_path / "acc", batch_size=2, accumulation=4), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_one_big_batch_update(tmp_path):
     # DDP averages gradients over processes; each must divide by the total weight of both processes' batches.
     script = Path(__file__).parent / "ddp_weighted_step.py"

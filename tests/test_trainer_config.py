@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from flowers_hf.trainer_config import FlowersTrainingArguments, _mixed_precision
+from flowers_hf.training.trainer_config import FlowersTrainingArguments, _mixed_precision
 
 
 def _args(tmp_path, **kwargs) -> FlowersTrainingArguments:

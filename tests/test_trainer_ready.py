@@ -7,8 +7,8 @@ from torch import nn
 from transformers import Trainer, TrainingArguments
 
 from flowers_hf.config import TransformArguments
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.transforms import with_transforms
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
 
 
 class TinyClassifier(nn.Module):
@@ -41,7 +41,7 @@ def _args(tmp_path, **overrides) -> TrainingArguments:
 
 def test_trainer_trains_on_the_transformed_splits(tiny_synthetic, tmp_path):
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
-    data = with_transforms(tiny_synthetic, prep, seed=0)
+    data = with_transforms(tiny_synthetic, build_train_transform(prep, seed=0), build_eval_transform(prep))
     model = TinyClassifier(num_classes=4)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainer = Trainer(model=model, args=_args(tmp_path), train_dataset=data["train"], eval_dataset=data["validation"])
@@ -56,7 +56,7 @@ def test_trainer_trains_on_the_transformed_splits(tiny_synthetic, tmp_path):
 
 def test_trainer_that_drops_the_image_column_fails_with_the_fix(tiny_synthetic, tmp_path):
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
-    data = with_transforms(tiny_synthetic, prep, seed=0)
+    data = with_transforms(tiny_synthetic, build_train_transform(prep, seed=0), build_eval_transform(prep))
     trainer = Trainer(
         model=TinyClassifier(4), args=_args(tmp_path, remove_unused_columns=True), train_dataset=data["train"]
     )

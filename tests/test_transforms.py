@@ -6,8 +6,8 @@ from PIL import Image, ImageDraw
 from transformers import TimmWrapperImageProcessor, default_data_collator
 
 from flowers_hf.config import TransformArguments
-from flowers_hf.preprocessing import Preprocessing, resolve_preprocessing
-from flowers_hf.transforms import (
+from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
+from flowers_hf.data.transforms import (
     BatchTransform,
     build_eval_transform,
     build_train_transform,
@@ -119,7 +119,7 @@ def test_any_image_mode_goes_through_both_transforms(mode):
 
 def test_datasets_get_pixel_values_and_labels_ready_for_the_trainer(tiny_synthetic):
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
-    data = with_transforms(tiny_synthetic, prep, seed=0)
+    data = with_transforms(tiny_synthetic, build_train_transform(prep, seed=0), build_eval_transform(prep))
     example = data["train"][0]
     assert set(example) == {"pixel_values", "labels"}
     assert example["pixel_values"].shape == (3, 32, 32)

@@ -7,9 +7,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from flowers_hf.config import TransformArguments
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.transforms import build_eval_transform
-from flowers_hf.tta import TTA_VIEWS, TTATransform, average_probabilities, eval_resize
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, eval_resize
+from flowers_hf.data.tta import TTA_VIEWS, TTATransform, average_probabilities
 
 PREP = resolve_preprocessing("test_resnet", TransformArguments(image_size=32, crop_pct=0.8))
 

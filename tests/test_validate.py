@@ -11,16 +11,17 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import OXFORD_SPLITS, write_imagefolder
+from helpers import OXFORD_SPLITS, write_imagefolder
 from PIL import Image
 
 import train
 from flowers_hf.cli import run_cli
 from flowers_hf.config import TransformArguments
 from flowers_hf.data import load_flowers
-from flowers_hf.data.validate import BadImagesError, drop_bad_images, find_bad_images, image_problem
-from flowers_hf.preprocessing import resolve_preprocessing
-from flowers_hf.transforms import with_transforms
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
+from flowers_hf.data.validate import drop_bad_images, find_bad_images, image_problem
+from flowers_hf.errors import BadImagesError
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -90,7 +91,7 @@ def test_odd_but_valid_images_are_kept_and_go_through_both_transforms(planted):
     clean = drop_bad_images(load_flowers(str(planted)))
     assert len(clean["train"]) == len(OXFORD_SPLITS["trnid"]) - 1  # only the truncated one left out
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
-    for name, split in with_transforms(clean, prep, seed=0).items():
+    for name, split in with_transforms(clean, build_train_transform(prep, seed=0), build_eval_transform(prep)).items():
         for example in split:  # the train split holds CMYK, L, RGBA, P, 16-bit and a 1×1 pixel image
             assert example["pixel_values"].shape == (3, 32, 32), name
             assert torch.isfinite(example["pixel_values"]).all()
@@ -160,6 +161,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_a_training_run_on_a_folder_with_bad_files_finishes_and_lists_them(planted, tmp_path, one_thread):
     argv = [
         "--dataset", str(planted), "--output_dir", str(tmp_path), "--model", "test_resnet", "--pretrained", "false",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import datasets
 
+from flowers_hf.errors import MissingFileError
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,7 +37,7 @@ def load_imagefolder(path: str | Path, cache_dir: str | None = None) -> datasets
     """
     path = Path(path)
     if not (path / "train").is_dir():
-        raise FileNotFoundError(f"{path} is not an imagefolder tree: it has no train/<class>/ folders")
+        raise MissingFileError(f"{path} is not an imagefolder tree: it has no train/<class>/ folders")
     loaded = datasets.load_dataset("imagefolder", data_dir=str(path), cache_dir=cache_dir)
     logger.info("Loaded imagefolder %s: %s", path, {k: len(v) for k, v in loaded.items()})
     return loaded

@@ -9,12 +9,13 @@ from typing import Any
 
 import datasets
 
-from ..config import DataArguments
-from .folder import is_saved_dataset, load_imagefolder, load_saved
-from .hub import load_from_hub
-from .oxford import is_oxford_folder, load_oxford
-from .standardize import SPLITS, standardize
-from .synthetic import load_synthetic
+from flowers_hf.config import DataArguments
+from flowers_hf.data.folder import is_saved_dataset, load_imagefolder, load_saved
+from flowers_hf.data.hub_dataset import load_from_hub
+from flowers_hf.data.oxford import is_oxford_folder, load_oxford
+from flowers_hf.data.standardize import SPLITS, standardize
+from flowers_hf.data.synthetic import load_synthetic
+from flowers_hf.errors import MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def _load_raw(source: str, args: DataArguments) -> datasets.DatasetDict:
             return load_oxford(path, cache_dir=args.cache_dir)
         return load_imagefolder(path, cache_dir=args.cache_dir)
     if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
-        raise FileNotFoundError(f"'{source}' is not a folder of images or a data set (nothing usable is there)")
+        raise MissingFileError(f"'{source}' is not a folder of images or a data set (nothing usable is there)")
     return load_from_hub(source, revision=args.dataset_revision, cache_dir=args.cache_dir)
 
 

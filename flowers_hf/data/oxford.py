@@ -22,7 +22,8 @@ import numpy as np
 import scipy.io
 from tqdm.auto import tqdm
 
-from ..labels import FLOWER_NAMES
+from flowers_hf.data.labels import FLOWER_NAMES
+from flowers_hf.errors import DataError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def load_oxford(path: str | Path, cache_dir: str | None = None) -> datasets.Data
     path = Path(path)
     labels = _read_mat_vector(path / LABELS_FILE, "labels")
     if labels.min() < 1 or labels.max() > len(FLOWER_NAMES):
-        raise ValueError(
+        raise DataError(
             f"{path / LABELS_FILE}: labels must be 1-based class ids in 1..{len(FLOWER_NAMES)}, "
             f"found {labels.min()}..{labels.max()}"
         )
@@ -59,14 +60,14 @@ def load_oxford(path: str | Path, cache_dir: str | None = None) -> datasets.Data
     for split, key in SPLIT_KEYS.items():
         ids = _read_mat_vector(path / SPLITS_FILE, key)
         if ids.min() < 1 or ids.max() > len(labels):
-            raise ValueError(
+            raise DataError(
                 f"{path / SPLITS_FILE}: '{key}' holds image ids outside 1..{len(labels)} "
                 f"(the number of labels in {LABELS_FILE})"
             )
         files = [image_dir / f"image_{i:05d}.jpg" for i in ids]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{len(missing)} image(s) of the '{split}' split are missing from {image_dir}, "
                 f"for example {', '.join(missing[:5])}"
             )
@@ -80,7 +81,7 @@ def _read_mat_vector(file: Path, key: str) -> np.ndarray:
     contents = scipy.io.loadmat(file)
     if key not in contents:
         found = sorted(k for k in contents if not k.startswith("__"))
-        raise KeyError(f"{file} has no key '{key}' (found {found}); is this the Oxford Flowers-102 file?")
+        raise DataError(f"{file} has no key '{key}' (found {found}); is this the Oxford Flowers-102 file?")
     return np.asarray(contents[key]).astype(np.int64).ravel()
 
 
@@ -89,7 +90,7 @@ def _image_dir(path: Path, cache_dir: str | None) -> Path:
         return path / IMAGES_DIR
     archive = path / ARCHIVE
     if not archive.is_file():
-        raise FileNotFoundError(f"{path} has neither a '{IMAGES_DIR}/' folder nor '{ARCHIVE}'")
+        raise MissingFileError(f"{path} has neither a '{IMAGES_DIR}/' folder nor '{ARCHIVE}'")
     return _extract_once(archive, cache_dir) / IMAGES_DIR
 
 

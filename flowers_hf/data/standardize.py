@@ -7,7 +7,8 @@ import logging
 import datasets
 import numpy as np
 
-from ..labels import FLOWER_NAMES, numeric_names_to_flowers
+from flowers_hf.data.labels import FLOWER_NAMES, numeric_names_to_flowers
+from flowers_hf.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def standardize(
 def _rename_splits(data: datasets.DatasetDict) -> datasets.DatasetDict:
     renamed = {_SPLIT_ALIASES.get(name.lower(), name.lower()): split for name, split in data.items()}
     if "train" not in renamed:
-        raise ValueError(f"the data set has no train split (found {sorted(data)}); name one 'train'")
+        raise DataError(f"the data set has no train split (found {sorted(data)}); name one 'train'")
     unknown = sorted(set(renamed) - set(SPLITS))
     if unknown:
         logger.warning("Ignoring split(s) %s: only %s are used", unknown, list(SPLITS))
@@ -66,7 +67,7 @@ def _standard_columns(split: datasets.Dataset, name: str) -> datasets.Dataset:
     label = _find_column(features, _LABEL_ALIASES, datasets.ClassLabel)
     if image is None or label is None:
         missing = " and ".join(kind for kind, column in (("an image", image), ("a label", label)) if column is None)
-        raise ValueError(
+        raise DataError(
             f"split '{name}' has no {missing} column; its columns are {dict(features)}. An image column is a "
             f"datasets.Image or is named one of {_IMAGE_ALIASES}; a label column is a ClassLabel or is named one of "
             f"{_LABEL_ALIASES}. Rename the column (Dataset.rename_column) or cast it."
@@ -76,11 +77,11 @@ def _standard_columns(split: datasets.Dataset, name: str) -> datasets.Dataset:
     if renames:
         split = split.rename_columns(renames)
     if not isinstance(split.features["image"], datasets.Image):
-        raise ValueError(f"split '{name}': column '{image}' holds {split.features['image']}, not images")
+        raise DataError(f"split '{name}': column '{image}' holds {split.features['image']}, not images")
     feature = split.features["label"]
     integers = isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))
     if not (isinstance(feature, datasets.ClassLabel) or integers):
-        raise ValueError(f"split '{name}': labels (column '{label}') must be class ids or a ClassLabel, not {feature}")
+        raise DataError(f"split '{name}': labels (column '{label}') must be class ids or a ClassLabel, not {feature}")
     return split
 
 
@@ -117,7 +118,7 @@ def _check_label_range(data: datasets.DatasetDict) -> None:
         rows = outside.nonzero()[0]
         if len(rows):
             allowed = f"0 … {limit - 1}" if limit is not None else "0 or more"
-            raise ValueError(
+            raise DataError(
                 f"split '{name}': {len(rows)} label(s) outside the class ids {allowed}, for example row {rows[0]} "
                 f"with label {labels[rows[0]]}; fix or drop those rows before training"
             )
@@ -128,7 +129,7 @@ def _flower_names(data: datasets.DatasetDict) -> datasets.DatasetDict:
     for split_name, split in data.items():
         other = split.features["label"].names
         if other != names:
-            raise ValueError(
+            raise DataError(
                 f"split '{split_name}' has other classes than train: {len(other)} ({', '.join(other[:3])}, …) "
                 f"against {len(names)} ({', '.join(names[:3])}, …)"
             )

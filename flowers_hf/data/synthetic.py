@@ -24,7 +24,8 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..labels import FLOWER_NAMES
+from flowers_hf.data.labels import FLOWER_NAMES
+from flowers_hf.errors import ArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def make_classes(num_classes: int, seed: int) -> list[FlowerClass]:
             chosen.append(combo)
             if len(chosen) == num_classes:
                 return [FlowerClass(*combo) for combo in chosen]
-    raise ValueError(f"the synthetic set can make at most {len(chosen)} distinct classes, {num_classes} asked")
+    raise ArgumentError(f"the synthetic set can make at most {len(chosen)} distinct classes, {num_classes} asked")
 
 
 def class_names(num_classes: int) -> list[str]:
@@ -79,7 +80,7 @@ def split_counts(images_per_class: int) -> dict[str, int]:
     validation = max(1, round(images_per_class * VALIDATION_SHARE))
     test = images_per_class - train - validation
     if test < 1:
-        raise ValueError(f"images_per_class={images_per_class} leaves no test image; use at least 3")
+        raise ArgumentError(f"images_per_class={images_per_class} leaves no test image; use at least 3")
     return {"train": train, "validation": validation, "test": test}
 
 

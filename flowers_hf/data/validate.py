@@ -21,7 +21,8 @@ from typing import Any
 import datasets
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..images import to_rgb
+from flowers_hf.errors import BadImagesError
+from flowers_hf.images import to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ ON_BAD_IMAGE = ("skip", "error")
 BAD_IMAGES_FILE = "bad_images.json"
 _CHECKED = datasets.Features({"problem": datasets.Value("string"), "path": datasets.Value("string")})
 _IMAGES_PER_PROCESS = 500  # below this, starting worker processes costs more than it saves
-
-
-class BadImagesError(ValueError):
-    """Some images cannot be decoded and ``--on_bad_image error`` was asked for."""
 
 
 def image_problem(value: dict[str, Any]) -> str | None:

@@ -7,33 +7,18 @@ centre crop, then timm's normalisation. The centre view is therefore the plain e
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from timm.data import create_transform
 from torchvision import transforms
 
-from .images import to_rgb
-from .preprocessing import Preprocessing
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import timm_eval_pipeline
+from flowers_hf.images import to_rgb
 
 # Name -> number of views. "flip": the centre crop and its mirror image; "five_crop": centre and four corners;
 # "ten_crop": those five and their mirror images.
 TTA_VIEWS = {"flip": 2, "five_crop": 5, "ten_crop": 10}
-
-
-def eval_resize(prep: Preprocessing) -> Callable[[Image.Image], Image.Image]:
-    """timm's eval resize for ``prep`` (before the centre crop); the eval transform leaves its output size alone.
-
-    Args:
-        prep: the model's input contract.
-    """
-    return _timm_eval_transform(prep).transforms[0]
-
-
-def _timm_eval_transform(prep: Preprocessing) -> transforms.Compose:
-    return create_transform(**prep.to_timm_data_config(), is_training=False)
 
 
 class TTATransform:
@@ -47,7 +32,7 @@ class TTATransform:
     def __init__(self, prep: Preprocessing, views: str = "ten_crop") -> None:
         if views not in TTA_VIEWS:
             raise ValueError(f"unknown TTA views {views!r}; use one of {sorted(TTA_VIEWS)}")
-        timm_eval = _timm_eval_transform(prep)
+        timm_eval = timm_eval_pipeline(prep)
         self.views = views
         self.size = prep.input_size
         self.resize = timm_eval.transforms[0]

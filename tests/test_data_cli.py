@@ -1,11 +1,16 @@
+"""``python -m flowers_hf.data`` as a person runs it, in a subprocess: its JSON summary, exit status and messages."""
+
 import json
 import os
 import subprocess
 import sys
 
-from conftest import OXFORD_LABELS, OXFORD_SPLITS
+import pytest
+from helpers import OXFORD_LABELS, OXFORD_SPLITS
 
-from flowers_hf.labels import FLOWER_NAMES
+from flowers_hf.data.labels import FLOWER_NAMES
+
+pytestmark = pytest.mark.slow  # every test starts the command in a subprocess
 
 KEYS = {"source", "num_classes", "class_names", "splits", "class_counts"}
 

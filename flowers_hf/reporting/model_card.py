@@ -11,11 +11,14 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .data.load import SYNTHETIC
-from .hub import LOCAL_PLACEHOLDER, is_hub_id
-from .preprocessing import Preprocessing
+from flowers_hf.data.load import SYNTHETIC
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.hub import is_hub_id
 
 logger = logging.getLogger(__name__)
+
+# How a model card written before publishing refers to its own folder; the repo id replaces it on push.
+LOCAL_PLACEHOLDER = "path/to/this/folder"
 
 
 # (key suffix shared by "eval_*" and "test_*", row label, model-index metric type, name, args)
@@ -28,138 +31,8 @@ METRICS = (
 
 _SECRET_KEY = re.compile(r"token|secret|password|api_key|credential", re.IGNORECASE)
 
-TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ title }}
-
-{{ summary_line }}
-
-## Data
-
-- **Source:** {{ dataset_line }}
-- **Classes:** {{ num_classes }}
-{% for split, size in split_sizes.items() -%}
-- **{{ split }}:** {{ "{:,}".format(size) }} images
-{% endfor %}
-{%- if synthetic %}
-> [!WARNING]
-> This model was trained and evaluated on the **synthetic** data set: procedurally drawn images that serve as an
-> offline stand-in for Flowers-102. They are **not real flowers**, so the numbers below say nothing about how the
-> model does on real flower photos.
-{% endif %}
-## Training recipe
-
-Initial weights: {{ base_weights_line }}. Training ran in stages, each starting from the previous stage's weights:
-
-| Stage | Epochs run / planned | Learning rate | Best validation accuracy |
-|---|---|---|---|
-{% for stage in stages -%}
-| {{ stage.name }} | {{ stage.epochs }} | {{ stage.learning_rate }} | {{ stage.best }} |
-{% endfor %}
-{%- if training %}
-| Setting | Value |
-|---|---|
-{% for key, value in training -%}
-| {{ key }} | {{ value }} |
-{% endfor %}
-{%- endif %}
-## Preprocessing
-
-The evaluation transform is timm's (`timm.data.create_transform(**data_config, is_training=False)`) with these
-values. They are saved in `config.json` as the model's data config, so the image processor and
-`timm.data.resolve_model_data_config` give the same input.
-
-| Setting | Value |
-|---|---|
-| Input size (H × W) | {{ preprocessing.input_size[0] }} × {{ preprocessing.input_size[1] }} |
-| Resize and crop | {{ crop_text }} |
-| crop_pct | {{ preprocessing.crop_pct }} |
-| Interpolation | {{ preprocessing.interpolation }} |
-| Mean (RGB) | {{ mean }} |
-| Std (RGB) | {{ std }} |
-
-## Results
-
-{% if results -%}
-| Metric | Validation | Test |
-|---|---|---|
-{% for row in results -%}
-| {{ row.label }} | {{ row.validation }} | {{ row.test }} |
-{% endfor %}
-Validation accuracy chose the checkpoint (and the stopping point, where early stopping was on), so the validation
-numbers are optimistic; the test split is the held-out estimate.
-{%- if interval %} With {{ "{:,}".format(test_size) }} test images, the 95% binomial interval of the test accuracy is
-about ±{{ interval }} points (sampling error only, not the spread between seeds).
-{%- endif %}
-{%- else -%}
-No evaluation metrics were recorded for this run.
-{%- endif %}
-{% for plot in plots %}
-![{{ plot.alt }}]({{ plot.path }})
-{% endfor %}
-## Classes
-
-<details>
-<summary>{{ num_classes }} classes (id: name)</summary>
-
-| id | name |
-|---|---|
-{% for name in class_names -%}
-| {{ loop.index0 }} | {{ name }} |
-{% endfor %}
-</details>
-
-## How to use
-
-With the `transformers` pipeline:
-
-```python
-from transformers import pipeline
-
-classifier = pipeline("image-classification", model="{{ model_ref }}")
-print(classifier("flower.jpg", top_k=5))
-```
-
-With the model and its image processor:
-
-```python
-import torch
-from PIL import Image
-from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-processor = AutoImageProcessor.from_pretrained("{{ model_ref }}")
-model = AutoModelForImageClassification.from_pretrained("{{ model_ref }}").eval()
-inputs = processor(Image.open("flower.jpg").convert("RGB"), return_tensors="pt")
-with torch.no_grad():
-    logits = model(**inputs).logits
-print(model.config.id2label[logits.argmax(-1).item()])
-```
-
-With timm alone:
-
-```python
-import timm
-
-model = timm.create_model("{{ timm_ref }}", pretrained=True).eval()
-data_config = timm.data.resolve_model_data_config(model)
-transform = timm.data.create_transform(**data_config, is_training=False)
-```
-
-## Limitations
-
-- Flowers-102 images are mostly centred, well-lit close-ups of a single bloom. Real photos with other lighting,
-  angles, backgrounds, several flowers, or leaves and buds only will score worse than the test numbers.
-- The model always answers one of the {{ num_classes }} known classes, even for a species outside the list or an
-  image with no flower at all. Its probabilities are temperature-scaled on validation (`calibration` in
-  `config.json`, with the top-1 probability below which an app should answer "unsure"): that holds for images like
-  the test split, not for photos unlike them.
-- The test split is imbalanced (in the official split, 20 to 238 images per class), so top-1 accuracy leans towards
-  the frequent classes; mean per-class accuracy weighs every class equally.
-- The numbers come from one training run with one seed{{ seed_text }}; expect some spread between seeds.
-- No license is declared here: it follows from the base weights' license and the data set's terms of use.
-"""
+# The card's Jinja template, a Markdown file beside this module (as huggingface_hub keeps its own).
+TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 
 
 @dataclass
@@ -203,7 +76,7 @@ def build_model_card(summary: RunSummary) -> ModelCard:
     Args:
         summary: the run's facts and metrics.
     """
-    return ModelCard.from_template(_card_data(summary), template_str=TEMPLATE, **_template_values(summary))
+    return ModelCard.from_template(_card_data(summary), template_path=str(TEMPLATE_PATH), **_template_values(summary))
 
 
 def write_model_card(summary: RunSummary, output_dir: str | Path) -> Path:

@@ -15,19 +15,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
-
-from .plots import DPI
+from transformers import PretrainedConfig, TimmWrapperForImageClassification
 
 logger = logging.getLogger(__name__)
 
 CONFIG_KEY = "calibration"
-RELIABILITY_PLOT = "reliability_diagram.png"  # in a run folder: validation, before and after scaling
 NUM_BINS = 15
 # The unsure threshold turns away at most this share of the validation images the model classified correctly.
 KEEP_CORRECT = 0.95
@@ -62,7 +58,7 @@ class Calibration:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_config(cls, config: Any) -> Calibration | None:
+    def from_config(cls, config: PretrainedConfig) -> Calibration | None:
         """The calibration recorded in a model config (``config.calibration``), or ``None``."""
         stored = getattr(config, CONFIG_KEY, None)
         if not stored:
@@ -242,7 +238,11 @@ def fold_temperature(timm_model: torch.nn.Module, temperature: float) -> None:
 
 
 def calibrate_model(
-    model: Any, logits: np.ndarray, labels: np.ndarray, num_bins: int = NUM_BINS, keep_correct: float = KEEP_CORRECT
+    model: TimmWrapperForImageClassification,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    num_bins: int = NUM_BINS,
+    keep_correct: float = KEEP_CORRECT,
 ) -> Calibration:
     """Fit temperature and threshold on held-out logits of ``model``, fold the temperature into its head and record
     the calibration in ``model.config`` (``save_model`` writes it to ``config.json``).
@@ -283,66 +283,3 @@ def calibrate_model(
         "—" if fitted.unsure_threshold is None else f"{fitted.unsure_threshold:.4f}",
     )
     return fitted
-
-
-def calibration_metrics(
-    logits: np.ndarray, labels: np.ndarray, temperature: float, prefix: str, num_bins: int = NUM_BINS
-) -> dict[str, float]:
-    """``<prefix>_ece_uncalibrated`` and ``<prefix>_ece_calibrated``: ECE of ``softmax(logits)`` and of
-    ``softmax(logits / temperature)``.
-
-    Args:
-        logits: uncalibrated class scores, shape (n, classes).
-        labels: true class ids, shape (n,).
-        temperature: the calibration temperature.
-        prefix: the metric prefix, e.g. ``eval`` or ``test``.
-        num_bins: ECE bins.
-    """
-    logits = np.asarray(logits)
-    return {
-        f"{prefix}_ece_uncalibrated": expected_calibration_error(softmax(logits), labels, num_bins),
-        f"{prefix}_ece_calibrated": expected_calibration_error(softmax(logits / temperature), labels, num_bins),
-    }
-
-
-def plot_reliability_diagram(
-    logits: np.ndarray, labels: np.ndarray, temperature: float, path: str | Path, num_bins: int = NUM_BINS
-) -> None:
-    """Save reliability diagrams before and after temperature scaling, side by side, each titled with its ECE.
-
-    Args:
-        logits: uncalibrated class scores, shape (n, classes).
-        labels: true class ids, shape (n,).
-        temperature: the calibration temperature.
-        path: image file to write.
-        num_bins: confidence bins.
-    """
-    fig = Figure(figsize=(10, 4.6))
-    axes = fig.subplots(1, 2, sharey=True)
-    panels = (("uncalibrated", 1.0), (f"temperature scaled (T = {temperature:.3g})", temperature))
-    for ax, (title, t) in zip(axes, panels, strict=True):
-        _reliability_panel(ax, reliability_bins(softmax(np.asarray(logits) / t), labels, num_bins), title)
-    axes[0].set_ylabel("accuracy")
-    fig.suptitle(f"reliability on {len(labels):,} images ({num_bins} bins; images per bin at the foot of its bar)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    fig.clear()
-    logger.info("wrote %s", path)
-
-
-def _reliability_panel(ax: Any, bins: ReliabilityBins, title: str) -> None:
-    width = bins.edges[1] - bins.edges[0]
-    centres = (bins.edges[:-1] + width / 2)[bins.counts > 0]
-    accuracy, confidence = bins.accuracy[bins.counts > 0], bins.confidence[bins.counts > 0]
-    ax.bar(centres, accuracy, width=width, color="tab:blue", alpha=0.8, edgecolor="black", label="accuracy")
-    # A calibrated bin's accuracy reaches the top of its red outline (its mean top-1 probability).
-    ax.bar(centres, confidence, width=width, fill=False, edgecolor="red", linewidth=1.5, label="mean top-1 probability")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    for x, count in zip(centres, bins.counts[bins.counts > 0], strict=True):
-        ax.text(x, 0.01, str(count), ha="center", va="bottom", fontsize=6, rotation=90, color="white")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("top-1 probability")
-    ax.set_title(f"{title}: ECE {bins.ece:.3f}")
-    ax.legend(loc="upper left", fontsize=8)

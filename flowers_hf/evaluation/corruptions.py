@@ -14,24 +14,19 @@ only, and the same in every run whatever the batching or the number of DataLoade
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
 from PIL import Image
 
-from .images import to_rgb
-from .plots import DPI
-from .preprocessing import Preprocessing
-from .tta import eval_resize
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import eval_resize
+from flowers_hf.images import to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -290,42 +285,3 @@ def robustness_summary(
 
 def _relative(value: float, clean: float) -> float | None:
     return value / clean if clean > 0 else None
-
-
-def plot_robustness(summary: dict[str, Any], path: str | Path, columns: int = 4) -> None:
-    """Save accuracy against severity, a panel per corruption, with clean accuracy as a dashed line.
-
-    Args:
-        summary: the output of :func:`robustness_summary`.
-        path: image file to write.
-        columns: panels per row.
-    """
-    names = list(summary["corruptions"])
-    rows = math.ceil(len(names) / columns)
-    fig = Figure(figsize=(3.2 * columns, 2.6 * rows + 0.6))
-    axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True).ravel()
-    clean = summary["clean_accuracy"]
-    top = max([clean, *(a for c in summary["corruptions"].values() for a in c["accuracy"].values())])
-    for ax, name in zip(axes, names, strict=False):
-        entry = summary["corruptions"][name]
-        severities = [int(s) for s in entry["accuracy"]]
-        ax.plot(severities, list(entry["accuracy"].values()), marker="o", markersize=4)
-        ax.axhline(clean, color="grey", linestyle="--", linewidth=1)
-        ax.set_title(f"{name} (mean {entry['mean_accuracy']:.1%})", fontsize=9)
-        ax.set_xticks(SEVERITIES)
-        ax.set_ylim(0, min(1.0, top * 1.1) or 1.0)
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-        ax.grid(alpha=0.3)
-    for ax in axes[len(names) :]:
-        ax.set_axis_off()
-    fig.supxlabel("severity")
-    fig.supylabel("accuracy")
-    fig.suptitle(
-        f"accuracy under corruption: clean {clean:.1%} (dashed), "
-        f"mean over corruptions and severities {summary['mean_corruption_accuracy']:.1%}"
-    )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    fig.clear()
-    logger.info("wrote %s", path)

@@ -14,20 +14,17 @@ import zipfile
 from pathlib import Path
 
 from safetensors import safe_open
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .config import ModelArguments
+from flowers_hf.config import ModelArguments
+from flowers_hf.errors import ClassMismatchError
 
 logger = logging.getLogger(__name__)
 
-TRAINER_STATE_NAME = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME
 _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
 _TORCH_FILES = ("*.pt", "*.pth", "*.bin")  # zip archives written by torch.save
-
-
-class ClassMismatchError(ValueError):
-    """A model or checkpoint has other classes than the data set: another number, other names or another order."""
 
 
 def checkpoint_problem(folder: str | Path) -> str | None:

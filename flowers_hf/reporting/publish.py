@@ -1,67 +1,28 @@
-"""Talking to the Hugging Face Hub: what names a repository, whether it can be reached, and publishing runs and
-the demo Space.
+"""Publishing to the Hugging Face Hub: a finished run folder as a model repository, ``demo/`` as a Gradio Space.
 
-    python -m flowers_hf.hub push RUN_DIR --repo USER/NAME                 # a finished run, as a model repo
-    python -m flowers_hf.hub push-space --repo USER/SPACE --model USER/NAME  # demo/ as a Gradio Space
-
-The token comes from HF_TOKEN or the login cache (`hf auth login`); it is never logged or written anywhere.
+The token comes from HF_TOKEN or the login cache (`hf auth login`); it is never logged or written anywhere. The
+command line is ``python -m flowers_hf.hub push …`` (``flowers_hf/hub/__main__.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import re
-import sys
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard
 from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
 
+from flowers_hf.errors import HubPushError, MissingFileError
+from flowers_hf.hub import is_hub_id
+from flowers_hf.reporting.model_card import LOCAL_PLACEHOLDER
+
 logger = logging.getLogger(__name__)
-
-# How a model card written before publishing refers to its own folder; the repo id replaces it on push.
-LOCAL_PLACEHOLDER = "path/to/this/folder"
-
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def is_hub_id(name: str | None) -> bool:
-    """Whether ``name`` reads as a Hub repository id (``owner/name``) rather than a local path or a keyword."""
-    if not name or name.startswith((".", "/", "~")):
-        return False
-    return bool(_REPO_ID.match(name)) and not Path(name).expanduser().exists()
-
-
-def probe_hub(repo_id: str, repo_type: str = "model", revision: str | None = None) -> Exception | None:
-    """Ask the Hub for a repository's metadata once (10 s timeout) and return the error, if any.
-
-    Downloads retry for most of a minute before they give up offline; this answers in under a second.
-    With ``HF_HUB_OFFLINE=1`` it returns ``None``: the libraries then read the cache and fail at once.
-
-    Args:
-        repo_id: the repository, for example ``timm/resnet18.a1_in1k``.
-        repo_type: ``model`` or ``dataset``.
-        revision: branch, tag or commit.
-    """
-    try:
-        HfApi().repo_info(repo_id, repo_type=repo_type, revision=revision, timeout=10)
-    except OfflineModeIsEnabled:
-        return None
-    except Exception as error:  # the HTTP client's connection errors differ between huggingface_hub versions
-        return error
-    return None
-
-
-class HubPushError(ConnectionError):
-    """The Hub cannot take an upload now: no token, no network, or no write access."""
-
 
 # What a run folder holds that does not belong in a model repo: per-stage checkpoints, TensorBoard logs.
 RUN_IGNORE = ["stage*/**", "checkpoint-*/**", "runs/**", ".*", "**/.*"]
 # The Space: the demo folder plus the package it imports (uploaded from this checkout, never copied into demo/).
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEMO_DIR = PACKAGE_DIR.parent / "demo"
 SPACE_IGNORE = ["**/__pycache__/**", "*.pyc", "**/*.pyc", ".*", "**/.*"]
 
@@ -102,7 +63,7 @@ def push_model(run_dir: str | Path, repo_id: str, token: str | None = None, priv
     run_dir = Path(run_dir)
     missing = [name for name in ("model.safetensors", "config.json") if not (run_dir / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{run_dir} is not a finished run folder: {', '.join(missing)} missing")
+        raise MissingFileError(f"{run_dir} is not a finished run folder: {', '.join(missing)} missing")
     operations = [
         CommitOperationAdd(path_in_repo=path, path_or_fileobj=_card_for(run_dir / path, repo_id))
         for path in _files(run_dir, RUN_IGNORE)
@@ -170,29 +131,3 @@ def _card_for(path: Path, repo_id: str) -> Path | bytes:
     text = path.read_text(encoding="utf-8")
     text = text.replace(f"local-dir:{LOCAL_PLACEHOLDER}", f"hf-hub:{repo_id}").replace(LOCAL_PLACEHOLDER, repo_id)
     return text.encode("utf-8")
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m flowers_hf.hub", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    push = commands.add_parser("push", help="Publish a finished run folder as a model repository.")
-    push.add_argument("run_dir", type=Path, help="The run's output folder (train.py --output_dir).")
-    space = commands.add_parser("push-space", help="Publish demo/ as a Gradio Space serving a Hub model.")
-    space.add_argument("--model", required=True, help="The model repository the Space serves, OWNER/NAME.")
-    for command in (push, space):
-        command.add_argument("--repo", required=True, help="The repository to create or update, OWNER/NAME.")
-        command.add_argument("--private", action="store_true", help="Create the repository as private.")
-    args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    check_push_access(args.repo)
-    if args.command == "push":
-        url = push_model(args.run_dir, args.repo, private=args.private)
-    else:
-        url = push_space(args.repo, args.model, private=args.private)
-    print(url)
-
-
-if __name__ == "__main__":
-    from flowers_hf.cli import run_cli  # cli imports the data package, which imports this module
-
-    sys.exit(run_cli(main, sys.argv[1:]))

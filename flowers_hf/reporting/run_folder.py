@@ -1,9 +1,11 @@
-"""What a run leaves behind besides checkpoints: configuration, class weights, test results, reports, plots."""
+"""What a run leaves behind besides checkpoints: configuration, class weights, the model folder, results, reports,
+plots, the model card, and the push to the Hub, written by one call at the end of ``train.py``."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,27 +13,89 @@ import datasets
 import numpy as np
 import torch
 import yaml
+from transformers import TimmWrapperForImageClassification
 
-from .config import DataArguments, ModelArguments
-from .metrics import classification_report
-from .model_card import RunSummary
-from .plots import plot_accuracy_curve, plot_augmentation_samples, plot_confusion_matrix, plot_loss_curve
-from .preprocessing import Preprocessing
-from .stages import StageResult
-from .trainer_config import FlowersTrainingArguments
-from .transforms import ImageTransform
+from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import ImageTransform
+from flowers_hf.evaluation.calibration import Calibration
+from flowers_hf.evaluation.metrics import classification_report
+from flowers_hf.modeling import save_model
+from flowers_hf.reporting.model_card import RunSummary, write_model_card
+from flowers_hf.reporting.plots import (
+    plot_accuracy_curve,
+    plot_augmentation_samples,
+    plot_confusion_matrix,
+    plot_loss_curve,
+    plot_reliability_diagram,
+)
+from flowers_hf.reporting.publish import push_model
+from flowers_hf.training.stages import StageResult, merged_history
+from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "train_config.yaml"
+EVALUATE_CONFIG_FILE = "evaluate_config.yaml"
 CLASS_WEIGHTS_FILE = "class_weights.json"
-PLOTS = (
-    "confusion_matrix.png",
-    "loss_curve.png",
-    "accuracy_curve.png",
-    "augmentation_samples.png",
-    "reliability_diagram.png",  # written by train.py with the calibration (flowers_hf.calibration)
-)
+CLASSIFICATION_REPORT = "classification_report.json"
+CONFUSION_MATRIX = "confusion_matrix.png"
+LOSS_CURVE = "loss_curve.png"
+ACCURACY_CURVE = "accuracy_curve.png"
+AUGMENTATION_SAMPLES = "augmentation_samples.png"
+RELIABILITY_PLOT = "reliability_diagram.png"  # validation (train.py) or the evaluated split, before and after scaling
+ROBUSTNESS_FILE = "robustness.json"
+ROBUSTNESS_PLOT = "robustness.png"
+PLOTS = (CONFUSION_MATRIX, LOSS_CURVE, ACCURACY_CURVE, AUGMENTATION_SAMPLES, RELIABILITY_PLOT)  # in the model card
+
+
+@dataclass
+class FinishedRun:
+    """Everything a finished training run has to write: the model, what it was trained on and how, its scores.
+
+    Args:
+        model: the trained (and calibrated) classifier.
+        prep: its preprocessing.
+        arguments: the run's model, data, transform and training arguments.
+        data: the splits, untransformed.
+        train_transform: the training transform (for the augmentation samples).
+        stages: the stages' results.
+        metrics: ``{"eval": …, "test": …}`` of the best model.
+        validation: validation ``(logits, labels)``, uncalibrated, as calibration was fitted on them.
+        test: test ``(logits, labels)``.
+        calibration: the temperature and unsure threshold.
+    """
+
+    model: TimmWrapperForImageClassification
+    prep: Preprocessing
+    arguments: tuple[ModelArguments, DataArguments, TransformArguments, FlowersTrainingArguments]
+    data: datasets.DatasetDict
+    train_transform: ImageTransform
+    stages: list[StageResult]
+    metrics: dict[str, dict[str, float]]
+    validation: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    calibration: Calibration
+
+
+def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
+    """The model folder: weights and config for transformers and timm, test report, plots, model card; then the push
+    to the Hub when ``--push_to_hub`` asks for it.
+
+    Args:
+        run: the finished run.
+        output_dir: the run's output folder.
+    """
+    model_args, data_args, _, args = run.arguments
+    save_model(run.model, output_dir, run.prep)
+    write_test_report(*run.test, run.data["train"].features["label"].names, output_dir)
+    plot_reliability_diagram(*run.validation, run.calibration.temperature, output_dir / RELIABILITY_PLOT)
+    write_plots(merged_history(run.stages), run.data["train"], run.train_transform, run.prep, output_dir)
+    summary = run_summary(run.model, model_args, data_args, args, run.prep, run.data, run.stages, run.metrics)
+    write_model_card(summary, output_dir)
+    logger.info("Model, reports and plots written to %s", output_dir)
+    if args.push_to_hub:
+        push_model(output_dir, args.hub_model_id, token=args.hub_token, private=bool(args.hub_private_repo))
 
 
 def save_config(args: tuple[Any, ...], output_dir: Path) -> Path:
@@ -67,8 +131,8 @@ def write_test_report(
 ) -> dict[str, Any]:
     """``classification_report.json`` and ``confusion_matrix.png`` from the test predictions."""
     report = classification_report(logits, labels, class_names)
-    (output_dir / "classification_report.json").write_text(json.dumps(report, indent=2))
-    plot_confusion_matrix(labels, logits.argmax(axis=1), class_names, output_dir / "confusion_matrix.png")
+    (output_dir / CLASSIFICATION_REPORT).write_text(json.dumps(report, indent=2))
+    plot_confusion_matrix(labels, logits.argmax(axis=1), class_names, output_dir / CONFUSION_MATRIX)
     return report
 
 
@@ -81,8 +145,8 @@ def write_plots(
     num_samples: int = 4,
 ) -> None:
     """``loss_curve.png``, ``accuracy_curve.png`` and ``augmentation_samples.png``."""
-    plot_loss_curve(history, output_dir / "loss_curve.png")
-    plot_accuracy_curve(history, output_dir / "accuracy_curve.png")
+    plot_loss_curve(history, output_dir / LOSS_CURVE)
+    plot_accuracy_curve(history, output_dir / ACCURACY_CURVE)
     rows = train_split.shuffle(seed=0).select(range(min(num_samples, len(train_split))))
     class_names = train_split.features["label"].names
     plot_augmentation_samples(
@@ -92,12 +156,12 @@ def write_plots(
         prep.mean,
         prep.std,
         class_names,
-        output_dir / "augmentation_samples.png",
+        output_dir / AUGMENTATION_SAMPLES,
     )
 
 
 def run_summary(
-    model: Any,
+    model: TimmWrapperForImageClassification,
     model_args: ModelArguments,
     data_args: DataArguments,
     args: FlowersTrainingArguments,

@@ -1,83 +1,25 @@
-"""The Trainer: class-weighted cross-entropy (hard or soft targets), correct under gradient accumulation and DDP;
-training accuracy; mixup/CutMix for training batches only; the EMA callback."""
+"""The Trainer of a stage: the class-weighted loss (``flowers_hf.training.loss``) with the step's total weight,
+training accuracy, a lower backbone learning rate, mixup/CutMix for training batches only, early stopping and EMA."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer
 
-from .callbacks import EmaCallback
-from .metrics import build_compute_metrics
-from .mixup import build_mixup_collator
-from .transforms import collate_fn
+from flowers_hf.data.mixup import build_mixup_collator
+from flowers_hf.data.transforms import collate_fn
+from flowers_hf.evaluation.metrics import build_compute_metrics
+from flowers_hf.training.ema import EmaCallback
+from flowers_hf.training.loss import WeightedCrossEntropy
+from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 logger = logging.getLogger(__name__)
-
-
-def class_weights_from_counts(counts: Sequence[int], strategy: str) -> torch.Tensor | None:
-    """Per-class loss weights from training label counts.
-
-    Args:
-        counts: images per class id in the training split.
-        strategy: ``balanced`` gives n_samples / (n_classes × count_c) (scikit-learn's "balanced"; a class with
-            no training image gets 1); ``none`` gives ``None`` (plain cross-entropy).
-    """
-    if strategy == "none":
-        return None
-    if strategy != "balanced":
-        raise ValueError(f"unknown class weight strategy {strategy!r}; use 'balanced' or 'none'")
-    counts_t = torch.as_tensor(counts, dtype=torch.float64)
-    weights = counts_t.sum() / (len(counts_t) * counts_t.clamp(min=1))
-    return torch.where(counts_t > 0, weights, torch.ones_like(weights)).float()
-
-
-class WeightedCrossEntropy:
-    """Cross-entropy with optional class weights and label smoothing, as a Trainer ``compute_loss_func``.
-
-    Without ``num_items_in_batch`` it is ``F.cross_entropy(logits, labels, weight=…)``: the weighted mean over the
-    batch. With it (training), the sum over this micro-batch divided by ``num_items_in_batch``, which
-    ``ClassWeightedTrainer`` sets to the total weight of every micro-batch of the optimizer step on every
-    process: gradient accumulation and DDP then give the same loss as one big batch.
-
-    Soft targets (N, C) (mixup, CutMix: see ``flowers_hf.mixup``) give each image the weight s = Σ_c t_c·w_c and
-    the loss Σ_i s_i·CE(t_i, p_i) / Σ_i s_i. The class weights thus decide how much an image counts, never what it
-    should predict (CE(t, p) is still smallest at p = t), and a one-hot target gives the hard-label loss. The
-    targets bring their own label smoothing; ``label_smoothing`` applies to hard labels only.
-    """
-
-    def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> None:
-        self.weight = weight
-        self.label_smoothing = label_smoothing
-
-    def __call__(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | None = None):
-        logits = outputs["logits"].float()
-        if labels.dim() == 2:
-            nll = -(labels.float() * logits.log_softmax(-1)).sum(-1)
-            weights = self.sample_weights(labels)
-            return (weights * nll).sum() / (weights.sum() if num_items_in_batch is None else num_items_in_batch)
-        weight = None if self.weight is None else self.weight.to(logits.device)
-        if num_items_in_batch is None:
-            return F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.label_smoothing)
-        loss = F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.label_smoothing, reduction="sum")
-        return loss / num_items_in_batch
-
-    def sample_weights(self, labels: torch.Tensor) -> torch.Tensor:
-        """The weight of each image: its class weight (hard labels) or Σ_c t_c·w_c (soft targets); 1 unweighted."""
-        if self.weight is None:
-            return torch.ones(labels.shape[0], device=labels.device)
-        weight = self.weight.to(labels.device)
-        return labels.float() @ weight if labels.dim() == 2 else weight[labels].float()
-
-    def total_weight(self, labels: torch.Tensor) -> torch.Tensor:
-        """The denominator of the weighted mean over ``labels``: the sum of their weights (or their count)."""
-        return self.sample_weights(labels).sum()
 
 
 class ClassWeightedTrainer(Trainer):
@@ -105,7 +47,8 @@ class ClassWeightedTrainer(Trainer):
     def get_train_dataloader(self) -> torch.utils.data.DataLoader:
         if self.train_collator is None:
             return super().get_train_dataloader()
-        # The Trainer builds every DataLoader with self.data_collator: lend it the training one for this one.
+        # transformers 5.23 builds every DataLoader with self.data_collator and has no per-split collator: lend it
+        # the training one for this one.
         eval_collator, self.data_collator = self.data_collator, self.train_collator
         try:
             return super().get_train_dataloader()
@@ -115,10 +58,12 @@ class ClassWeightedTrainer(Trainer):
     def get_batch_samples(
         self, epoch_iterator: Iterator, num_batches: int, device: torch.device
     ) -> tuple[list, torch.Tensor | int | None]:
+        # Written against transformers 5.23, whose get_batch_samples returns the optimizer step's micro-batches and
+        # their label count, which the Trainer passes to the loss as num_items_in_batch (the same on every process
+        # when average_tokens_across_devices). A weighted mean divides by their total weight instead.
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         if num_items is None or not batches:
             return batches, num_items
-        # The Trainer counts labels; a weighted mean divides by their total weight instead.
         total = sum(self.loss.total_weight(batch["labels"]) for batch in batches).to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             total = self.accelerator.gather(total.reshape(1)).sum()
@@ -169,7 +114,7 @@ class ClassWeightedTrainer(Trainer):
 
 
 def build_trainer(
-    args: TrainingArguments,
+    args: FlowersTrainingArguments,
     model: torch.nn.Module,
     train_dataset: Dataset,
     eval_dataset: Dataset,
@@ -179,7 +124,7 @@ def build_trainer(
     ``FlowersTrainingArguments``' options, mixup/CutMix of the training batches and an EMA of the weights.
 
     Args:
-        args: the stage's training arguments (``FlowersTrainingArguments``).
+        args: the stage's training arguments.
         model: the classifier.
         train_dataset: the training split with the training transform attached.
         eval_dataset: the validation split with the eval transform attached.
@@ -190,12 +135,12 @@ def build_trainer(
         # model folder once instead (flowers_hf.hub.push_model).
         args = dataclasses.replace(args, push_to_hub=False)
     callbacks = []
-    if getattr(args, "early_stopping_patience", 0) > 0:
+    if args.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
-    if getattr(args, "ema_decay", 0.0) > 0:
+    if args.ema_decay > 0:
         callbacks.append(EmaCallback(args.ema_decay, warmup=args.ema_warmup))
     train_collator = None
-    if getattr(args, "mixup_alpha", 0.0) > 0 or getattr(args, "cutmix_alpha", 0.0) > 0:
+    if args.mixup_alpha > 0 or args.cutmix_alpha > 0:
         # The mixed targets carry the label smoothing; the loss smooths only the hard labels of evaluation.
         train_collator = build_mixup_collator(
             model.config.num_labels,
@@ -215,5 +160,5 @@ def build_trainer(
         compute_metrics=build_compute_metrics(),
         callbacks=callbacks,
         loss=WeightedCrossEntropy(class_weights, label_smoothing=args.label_smoothing_factor),
-        backbone_learning_rate_scale=getattr(args, "backbone_learning_rate_scale", 1.0),
+        backbone_learning_rate_scale=args.backbone_learning_rate_scale,
     )

@@ -17,7 +17,7 @@ How ``EmaCallback`` fits the Trainer:
   ``training_weights.safetensors``. On resuming, the Trainer loads ``model.safetensors`` (the EMA) into the model;
   ``on_train_begin`` takes that as the EMA and loads the live weights back into the model, so an interrupted run
   goes on as if it had not stopped. The file is looked for in ``output_dir/checkpoint-<global step>``, where the
-  Trainer's ``resume_from_checkpoint=True`` and ``flowers_hf.stages.run_stage`` resume from.
+  Trainer's ``resume_from_checkpoint=True`` and ``flowers_hf.training.stages.run_stage`` resume from.
 - **The end.** The trained model holds EMA weights: the best checkpoint's with ``load_best_model_at_end``, the
   last EMA otherwise.
 """

@@ -20,8 +20,8 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from .images import to_rgb
-from .preprocessing import Preprocessing
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.images import to_rgb
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""On-the-fly image transforms: Albumentations for training, timm-exact resize and crop for evaluation."""
+"""On-the-fly image transforms: Albumentations for training, timm's own eval transform for everything else."""
 
 from __future__ import annotations
 
@@ -12,16 +12,13 @@ import datasets
 import numpy as np
 import torch
 from PIL import Image
+from timm.data import create_transform
+from torchvision import transforms
 
-from .config import TransformArguments
-from .images import to_rgb
-from .preprocessing import Preprocessing
+from flowers_hf.config import TransformArguments
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.images import to_rgb
 
-_PIL_INTERPOLATION = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "nearest": Image.Resampling.NEAREST,
-}
 _CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 
 ImageTransform = Callable[[Image.Image], torch.Tensor]
@@ -88,12 +85,27 @@ def _photo_shift_steps(prep: Preprocessing) -> list[A.BasicTransform]:
 
 
 def build_eval_transform(prep: Preprocessing) -> ImageTransform:
-    """Resize and centre crop exactly as timm's eval transform (and ``TimmWrapperImageProcessor``), then normalise.
+    """timm's own eval transform for ``prep`` (``timm.data.create_transform(is_training=False)``: resize, centre
+    crop, to tensor, normalise; what ``TimmWrapperImageProcessor`` and ``pipeline`` apply), after ``to_rgb``.
 
     Args:
         prep: the model's input contract.
     """
-    return _EvalTransform(prep)
+    return _RGBTransform(timm_eval_pipeline(prep))
+
+
+def timm_eval_pipeline(prep: Preprocessing) -> transforms.Compose:
+    """timm's eval steps for ``prep``: ``[resize, centre crop, to tensor, normalise]`` (RGB PIL images in)."""
+    return create_transform(**prep.to_timm_data_config(), is_training=False)
+
+
+def eval_resize(prep: Preprocessing) -> Callable[[Image.Image], Image.Image]:
+    """timm's eval resize for ``prep`` (before the centre crop); the eval transform leaves its output size alone.
+
+    Args:
+        prep: the model's input contract.
+    """
+    return timm_eval_pipeline(prep).transforms[0]
 
 
 def denormalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -127,36 +139,14 @@ class _AlbumentationsTransform:
         self._seeded_for = key
 
 
-class _EvalTransform:
-    def __init__(self, prep: Preprocessing) -> None:
-        self.prep = prep
-        self.resample = _PIL_INTERPOLATION[prep.interpolation]
-        self.normalize = A.Compose([A.Normalize(mean=prep.mean, std=prep.std, max_pixel_value=255.0), A.ToTensorV2()])
+class _RGBTransform:
+    """``transform(to_rgb(image))``: a picklable wrapper, so DataLoader workers can take it."""
+
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.transform = transform
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        # Resize and crop in PIL with torchvision's size and rounding rules: the result is bit-identical
-        # to timm's eval input, where cv2 resampling and Albumentations' floor-based CenterCrop differ
-        # by up to 0.4 (after normalisation) on sharp edges.
-        image = to_rgb(image)
-        image = image.resize(self._resized_size(image.size), self.resample)
-        image = _center_crop(image, self.prep.input_size)
-        return self.normalize(image=np.asarray(image))["image"]
-
-    def _resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        scale_h, scale_w = self.prep.scale_size
-        if self.prep.crop_mode == "squash":
-            return scale_w, scale_h
-        width, height = size
-        if width <= height:
-            return scale_w, int(scale_w * height / width)
-        return int(scale_h * width / height), scale_h
-
-
-def _center_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    height, width = size
-    top = round((image.height - height) / 2.0)
-    left = round((image.width - width) / 2.0)
-    return image.crop((left, top, left + width, top + height))
+        return self.transform(to_rgb(image))
 
 
 class BatchTransform:
@@ -183,20 +173,18 @@ class BatchTransform:
 
 
 def with_transforms(
-    data: datasets.DatasetDict, prep: Preprocessing, aug: TransformArguments | None = None, seed: int | None = None
+    data: datasets.DatasetDict, train: ImageTransform, evaluate: ImageTransform
 ) -> datasets.DatasetDict:
-    """Attach the training transform to ``train`` and the eval transform to every other split (no copy is written).
+    """Attach ``train`` to the ``train`` split and ``evaluate`` to every other split (no copy is written).
 
     Args:
         data: splits with ``image`` and ``label`` columns.
-        prep: the model's input contract.
-        aug: augmentation strengths.
-        seed: seed of the training augmentation.
+        train: the training transform (``build_train_transform``).
+        evaluate: the eval transform (``build_eval_transform``).
     """
-    train = BatchTransform(build_train_transform(prep, aug, seed))
-    evaluate = BatchTransform(build_eval_transform(prep))
+    train_batches, eval_batches = BatchTransform(train), BatchTransform(evaluate)
     return datasets.DatasetDict(
-        {name: split.with_transform(train if name == "train" else evaluate) for name, split in data.items()}
+        {name: split.with_transform(train_batches if name == "train" else eval_batches) for name, split in data.items()}
     )
 
 

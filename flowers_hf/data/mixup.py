@@ -12,7 +12,7 @@ import torch
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
-from .transforms import collate_fn
+from flowers_hf.data.transforms import collate_fn
 
 
 class MixupCollator:

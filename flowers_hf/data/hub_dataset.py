@@ -7,7 +7,8 @@ import logging
 import datasets
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from ..hub import probe_hub
+from flowers_hf.errors import DataError, HubUnavailableError
+from flowers_hf.hub import probe_hub
 
 logger = logging.getLogger(__name__)
 
@@ -17,10 +18,6 @@ LOCAL_ALTERNATIVES = (
     "folder written by DatasetDict.save_to_disk; or --dataset synthetic for the built-in offline set. "
     "A copy already in your Hugging Face cache loads with HF_HUB_OFFLINE=1."
 )
-
-
-class HubUnavailableError(ConnectionError):
-    """The Hub cannot be reached and the data set is not in the local cache."""
 
 
 def load_from_hub(repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> datasets.DatasetDict:
@@ -49,7 +46,7 @@ def _check_reachable(repo_id: str, revision: str | None) -> None:
     if error is None:
         return
     if isinstance(error, (RepositoryNotFoundError, GatedRepoError)):
-        raise ValueError(
+        raise DataError(
             f"'{repo_id}' is neither a local folder nor a data set on the Hub that you can read "
             f"({type(error).__name__}). {LOCAL_ALTERNATIVES}"
         ) from error

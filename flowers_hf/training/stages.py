@@ -10,16 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
-from transformers import Trainer, TrainerState
+from transformers import TimmWrapperForImageClassification, Trainer, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 
-from .checkpoints import check_num_classes, last_complete_checkpoint
-from .finetune import describe_trainable, set_trainable
-from .interrupt import SaveOnInterrupt, TrainingInterrupted
-from .trainer_config import FlowersTrainingArguments
+from flowers_hf.errors import MissingFileError
+from flowers_hf.training.checkpoints import check_num_classes, last_complete_checkpoint
+from flowers_hf.training.freezing import describe_trainable, set_trainable
+from flowers_hf.training.interrupt import SaveOnInterrupt, TrainingInterrupted
+from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.json"  # written when a stage has finished
 _OTHER_DATA = "Resume only on the data set it was trained on, or give another --output_dir."
 
 
@@ -63,7 +64,7 @@ def plan_stages(args: FlowersTrainingArguments, num_groups: int) -> list[Stage]:
 
 def run_stage(
     stage: Stage,
-    model: Any,
+    model: TimmWrapperForImageClassification,
     groups: list[list[str]],
     args: FlowersTrainingArguments,
     make_trainer: Callable[[FlowersTrainingArguments], Trainer],
@@ -97,7 +98,7 @@ def run_stage(
 def _train(
     stage: Stage,
     stage_dir: Path,
-    model: Any,
+    model: TimmWrapperForImageClassification,
     args: FlowersTrainingArguments,
     make_trainer: Callable[[FlowersTrainingArguments], Trainer],
 ) -> TrainerState:
@@ -146,7 +147,7 @@ def _warn_if_inexact(args: FlowersTrainingArguments) -> None:
 
 def _finished_state(stage_dir: Path) -> TrainerState | None:
     """The state a finished stage wrote, or ``None``; a file cut short by a kill means the stage did not finish."""
-    path = stage_dir / STATE_FILE
+    path = stage_dir / TRAINER_STATE_NAME  # Trainer.save_state writes it when a stage has finished
     if not path.is_file():
         return None
     try:
@@ -160,11 +161,11 @@ def _result(stage: Stage, state: TrainerState) -> StageResult:
     return StageResult(stage, state.best_model_checkpoint, state.best_metric, state.epoch or 0.0, state.log_history)
 
 
-def load_checkpoint_weights(model: Any, checkpoint: str | None) -> None:
+def load_checkpoint_weights(model: TimmWrapperForImageClassification, checkpoint: str | None) -> None:
     """Load a Trainer checkpoint's weights into ``model``, whose frozen layers must be as they were when saved."""
     path = Path(checkpoint or "") / "model.safetensors"
     if checkpoint is None or not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"the best checkpoint of a finished stage is missing ({path}); delete that stage's folder to train it again"
         )
     model.load_state_dict(load_file(str(path)))

@@ -1,4 +1,5 @@
-"""Figures for a run: confusion matrix, loss and accuracy curves across stages, augmentation samples.
+"""Every figure: confusion matrix, loss and accuracy curves across stages, augmentation samples, reliability diagrams
+and accuracy under corruption.
 
 Built on ``matplotlib.figure.Figure`` rather than ``pyplot``: no global figure registry, no backend to select,
 nothing left open after a figure is saved (PNG output goes through Agg).
@@ -7,6 +8,7 @@ nothing left open after a figure is saved (PNG output goes through Agg).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,10 @@ from matplotlib.ticker import PercentFormatter
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from .images import to_rgb
-from .transforms import denormalize
+from flowers_hf.data.transforms import denormalize
+from flowers_hf.evaluation.calibration import NUM_BINS, ReliabilityBins, reliability_bins, softmax
+from flowers_hf.evaluation.corruptions import SEVERITIES
+from flowers_hf.images import to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +210,80 @@ def _show(ax: Axes, pixels: np.ndarray, title: str) -> None:
     ax.imshow(pixels)
     ax.set_title(title, fontsize=8)
     ax.set_axis_off()
+
+
+def plot_reliability_diagram(
+    logits: np.ndarray, labels: np.ndarray, temperature: float, path: str | Path, num_bins: int = NUM_BINS
+) -> None:
+    """Save reliability diagrams before and after temperature scaling, side by side, each titled with its ECE.
+
+    Args:
+        logits: uncalibrated class scores, shape (n, classes).
+        labels: true class ids, shape (n,).
+        temperature: the calibration temperature.
+        path: image file to write.
+        num_bins: confidence bins.
+    """
+    fig = Figure(figsize=(10, 4.6))
+    axes = fig.subplots(1, 2, sharey=True)
+    panels = (("uncalibrated", 1.0), (f"temperature scaled (T = {temperature:.3g})", temperature))
+    for ax, (title, t) in zip(axes, panels, strict=True):
+        _reliability_panel(ax, reliability_bins(softmax(np.asarray(logits) / t), labels, num_bins), title)
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(f"reliability on {len(labels):,} images ({num_bins} bins; images per bin at the foot of its bar)")
+    _save(fig, path)
+
+
+def _reliability_panel(ax: Any, bins: ReliabilityBins, title: str) -> None:
+    width = bins.edges[1] - bins.edges[0]
+    centres = (bins.edges[:-1] + width / 2)[bins.counts > 0]
+    accuracy, confidence = bins.accuracy[bins.counts > 0], bins.confidence[bins.counts > 0]
+    ax.bar(centres, accuracy, width=width, color="tab:blue", alpha=0.8, edgecolor="black", label="accuracy")
+    # A calibrated bin's accuracy reaches the top of its red outline (its mean top-1 probability).
+    ax.bar(centres, confidence, width=width, fill=False, edgecolor="red", linewidth=1.5, label="mean top-1 probability")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    for x, count in zip(centres, bins.counts[bins.counts > 0], strict=True):
+        ax.text(x, 0.01, str(count), ha="center", va="bottom", fontsize=6, rotation=90, color="white")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("top-1 probability")
+    ax.set_title(f"{title}: ECE {bins.ece:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def plot_robustness(summary: dict[str, Any], path: str | Path, columns: int = 4) -> None:
+    """Save accuracy against severity, a panel per corruption, with clean accuracy as a dashed line.
+
+    Args:
+        summary: the output of :func:`robustness_summary`.
+        path: image file to write.
+        columns: panels per row.
+    """
+    names = list(summary["corruptions"])
+    rows = math.ceil(len(names) / columns)
+    fig = Figure(figsize=(3.2 * columns, 2.6 * rows + 0.6))
+    axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True).ravel()
+    clean = summary["clean_accuracy"]
+    top = max([clean, *(a for c in summary["corruptions"].values() for a in c["accuracy"].values())])
+    for ax, name in zip(axes, names, strict=False):
+        entry = summary["corruptions"][name]
+        severities = [int(s) for s in entry["accuracy"]]
+        ax.plot(severities, list(entry["accuracy"].values()), marker="o", markersize=4)
+        ax.axhline(clean, color="grey", linestyle="--", linewidth=1)
+        ax.set_title(f"{name} (mean {entry['mean_accuracy']:.1%})", fontsize=9)
+        ax.set_xticks(SEVERITIES)
+        ax.set_ylim(0, min(1.0, top * 1.1) or 1.0)
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names) :]:
+        ax.set_axis_off()
+    fig.supxlabel("severity")
+    fig.supylabel("accuracy")
+    fig.suptitle(
+        f"accuracy under corruption: clean {clean:.1%} (dashed), "
+        f"mean over corruptions and severities {summary['mean_corruption_accuracy']:.1%}"
+    )
+    _save(fig, path)
 
 
 def _save(fig: Figure, path: str | Path) -> None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-from .hub import is_hub_id
+from flowers_hf.errors import ArgumentError
+from flowers_hf.hub import is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,30 @@ class FlowersTrainingArguments(TrainingArguments):
 
     Against distribution shift: ``--mixup_alpha``/``--cutmix_alpha`` mix the training batches (soft targets, which
     carry ``--label_smoothing_factor``), and ``--ema_decay`` keeps an EMA of the weights that is evaluated, saved
-    and kept at the end in their place (``flowers_hf.callbacks``).
+    and kept at the end in their place (``flowers_hf.training.ema``).
+
+    NOTE: these defaults differ from ``TrainingArguments`` (transformers 5.23), each for a reason:
+
+    - ``output_dir="runs/flowers"`` (None): a run folder is the product, so every run has one.
+    - ``learning_rate=1e-3`` (5e-5), ``weight_decay=0.01`` (0.0), ``num_train_epochs=20`` (3),
+      ``per_device_train_batch_size=32`` (8): the ResNet18 linear-probe reference recipe (AdamW on a new head); the
+      presets in ``configs/`` set their own.
+    - ``per_device_eval_batch_size=64`` (8): evaluation keeps no activations for backward, so it takes larger batches.
+    - ``eval_strategy``, ``save_strategy``, ``logging_strategy="epoch"`` (no / steps / steps): Flowers-102 has
+      1,020 training images, a few dozen steps an epoch; the epoch is the unit of the recipes, the curves and early
+      stopping.
+    - ``save_total_limit=2`` (None): the best and the last checkpoint are all that stages and resuming need.
+    - ``load_best_model_at_end=True`` (False), ``metric_for_best_model="accuracy"`` (None: the loss),
+      ``greater_is_better=True`` (None): each stage ends on its best validation accuracy, which early stopping and
+      the choice between stages use too.
+    - ``restore_callback_states_from_checkpoint=True`` (False): a resumed run keeps early stopping's patience count,
+      so it stops where an uninterrupted one would.
+    - ``remove_unused_columns=False`` (True): the on-the-fly transform reads the ``image`` column, which the
+      Trainer would otherwise drop as unknown to the model's ``forward``.
+    - ``dataloader_num_workers=min(8, cores)`` (0): decoding and augmentation run in worker processes, beside the
+      training step rather than on its critical path.
+    - ``dataloader_pin_memory`` only where CUDA is (always on): pinned memory speeds up host-to-GPU copies and only
+      costs memory on a CPU.
     """
 
     output_dir: str | None = field(default="runs/flowers", metadata={"help": "Where checkpoints and results go."})
@@ -109,30 +133,30 @@ class FlowersTrainingArguments(TrainingArguments):
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise ArgumentError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.class_weights not in CLASS_WEIGHTS:
-            raise ValueError(f"--class_weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
+            raise ArgumentError(f"--class_weights must be one of {CLASS_WEIGHTS}, got {self.class_weights!r}")
         if self.early_stopping_patience > 0 and not (self.load_best_model_at_end and self.eval_strategy != "no"):
-            raise ValueError(
+            raise ArgumentError(
                 "--early_stopping_patience needs --load_best_model_at_end true and an --eval_strategy; "
                 "set --early_stopping_patience 0 to train without early stopping"
             )
         if self.early_stopping_patience < 0:
-            raise ValueError(f"--early_stopping_patience must not be negative, got {self.early_stopping_patience}")
+            raise ArgumentError(f"--early_stopping_patience must not be negative, got {self.early_stopping_patience}")
         if self.stage2_epochs < 0 or (self.stage2_unfreeze < 1 and self.stage2_unfreeze != -1):
-            raise ValueError("--stage2_epochs must not be negative and --stage2_unfreeze must be -1 or at least 1")
+            raise ArgumentError("--stage2_epochs must not be negative and --stage2_unfreeze must be -1 or at least 1")
         if self.backbone_learning_rate_scale <= 0:
-            raise ValueError(
+            raise ArgumentError(
                 f"--backbone_learning_rate_scale must be positive, not {self.backbone_learning_rate_scale}"
             )
         _check_robust_options(self)
         if self.push_to_hub and not is_hub_id(self.hub_model_id):
-            raise ValueError(
+            raise ArgumentError(
                 f"--push_to_hub needs --hub_model_id OWNER/NAME (the model repository to create or update), "
                 f"got {self.hub_model_id!r}"
             )
         if self.remove_unused_columns:
-            raise ValueError("--remove_unused_columns must stay false: the image transform reads the image column")
+            raise ArgumentError("--remove_unused_columns must stay false: the image transform reads the image column")
         # As given, before this machine decides: what a saved configuration records for another machine.
         self.as_given = {key: getattr(self, key) for key in _MACHINE_DEPENDENT}
         if self.dataloader_num_workers == 0:
@@ -153,14 +177,14 @@ class FlowersTrainingArguments(TrainingArguments):
 def _check_robust_options(args: FlowersTrainingArguments) -> None:
     """Refuse impossible mixup, CutMix and EMA settings."""
     if args.mixup_alpha < 0 or args.cutmix_alpha < 0:
-        raise ValueError("--mixup_alpha and --cutmix_alpha must not be negative (0 turns them off)")
+        raise ArgumentError("--mixup_alpha and --cutmix_alpha must not be negative (0 turns them off)")
     for name in ("mixup_prob", "mixup_switch_prob"):
         if not 0.0 <= getattr(args, name) <= 1.0:
-            raise ValueError(f"--{name} must lie in [0, 1], got {getattr(args, name)}")
+            raise ArgumentError(f"--{name} must lie in [0, 1], got {getattr(args, name)}")
     if (args.mixup_alpha > 0 or args.cutmix_alpha > 0) and args.per_device_train_batch_size % 2:
-        raise ValueError("mixup and CutMix pair the images of a batch: --per_device_train_batch_size must be even")
+        raise ArgumentError("mixup and CutMix pair the images of a batch: --per_device_train_batch_size must be even")
     if not 0.0 <= args.ema_decay < 1.0:
-        raise ValueError(f"--ema_decay must lie in [0, 1) (0 turns the EMA off), got {args.ema_decay}")
+        raise ArgumentError(f"--ema_decay must lie in [0, 1) (0 turns the EMA off), got {args.ema_decay}")
 
 
 def _mixed_precision(precision: str, fp16: bool, bf16: bool, use_cpu: bool) -> tuple[bool, bool]:

@@ -1,0 +1,96 @@
+"""Plain helpers and constants shared by the tests: ``from helpers import …`` (fixtures stay in conftest.py).
+
+Only the standard library, numpy, scipy and Pillow are imported here, never huggingface_hub, datasets or
+flowers_hf: conftest.py sets HF_HOME and the offline variables before those are imported, and this module must
+not be the one that imports them first, whoever imports it.
+"""
+
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A miniature Oxford distribution: 30 images, 1-based ids and labels, splits interleaved so that an
+# off-by-one in either the id or the label lookup gives wrong pairs.
+OXFORD_NUM_IMAGES = 30
+OXFORD_LABELS = np.array([(k * 37) % 102 + 1 for k in range(1, OXFORD_NUM_IMAGES + 1)])  # 1-based classes
+OXFORD_SPLITS = {
+    "trnid": np.array([3, 1, 4, 15, 9, 26, 5, 30]),
+    "valid": np.array([2, 7, 18, 28, 8, 12]),
+    "tstid": np.array([6, 10, 11, 13, 14, 16, 17, 19, 20, 21, 22, 23, 24, 25, 27, 29]),
+}
+
+
+def oxford_color(image_id: int) -> tuple[int, int, int]:
+    """A flat colour that identifies an image id even after JPEG compression."""
+    return (8 * image_id, 255 - 8 * image_id, 128)
+
+
+def decode_oxford_id(image: Image.Image) -> int:
+    red = np.asarray(image.convert("RGB"), dtype=np.float64)[..., 0].mean()
+    return round(red / 8)
+
+
+def write_oxford_files(root: Path) -> None:
+    """``imagelabels.mat`` and ``setid.mat`` of the miniature Oxford distribution, in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(root / "imagelabels.mat", {"labels": OXFORD_LABELS[None, :].astype(np.uint8)})
+    scipy.io.savemat(root / "setid.mat", {key: ids[None, :].astype(np.uint16) for key, ids in OXFORD_SPLITS.items()})
+
+
+def write_oxford_jpgs(jpg_dir: Path) -> None:
+    """``image_00001.jpg`` … of the miniature Oxford distribution, each in its :func:`oxford_color`."""
+    jpg_dir.mkdir(parents=True, exist_ok=True)
+    for image_id in range(1, OXFORD_NUM_IMAGES + 1):
+        Image.new("RGB", (24, 20), oxford_color(image_id)).save(jpg_dir / f"image_{image_id:05d}.jpg", quality=95)
+
+
+def write_imagefolder(root: Path, splits: dict[str, dict[str, int]], size: int = 16) -> Path:
+    """Write ``root/<split>/<class>/<n>.png``, each class a distinct flat colour."""
+    for split, classes in splits.items():
+        for class_index, (name, count) in enumerate(sorted(classes.items())):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(count):
+                Image.new("RGB", (size, size), (40 * class_index, 10 * n, 200)).save(folder / f"{n}.png")
+    return root
+
+
+# A trained run folder for the demo and publishing tests: 6 synthetic classes, 32 px, test_resnet, 3 epochs.
+TINY_RUN = [
+    "--dataset", "synthetic", "--synthetic_num_classes", "6", "--synthetic_images_per_class", "40",
+    "--synthetic_image_size", "32", "--model", "test_resnet", "--pretrained", "false", "--image_size", "32",
+    "--per_device_train_batch_size", "16", "--learning_rate", "0.01", "--num_train_epochs", "3",
+    "--dataloader_num_workers", "0", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
+]  # fmt: skip
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header and a tiny IDAT: what a decompression bomb looks like before decoding."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def black_png(width: int, height: int) -> bytes:
+    """A complete black 1-bit PNG, every row present: a few dozen KB on disk for any size."""
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    row, packer = b"\0" * (1 + (width + 7) // 8), zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
