@@ -1,9 +1,10 @@
-"""Train a timm model on Oxford Flowers-102 with the Hugging Face Trainer.
+"""Train a timm image classifier with the HF Trainer: Oxford Flowers-102 by default, any data set with --dataset.
 
     python train.py --config configs/quickstart.yaml                    # offline: synthetic data, random init
     python train.py --config configs/resnet18.yaml                      # ResNet18 linear probe (needs the Hub)
     accelerate launch --config_file accelerate_config.yaml train.py --config configs/efficientnet_b3.yaml
     python train.py --model resnet18 --dataset /data/oxford-flowers102 --output_dir runs/r18 --max_steps 100
+    python train.py --config configs/resnet18_finetune.yaml --dataset beans --output_dir runs/beans  # another data set
     python train.py --config configs/resnet18_finetune.yaml --push_to_hub --hub_model_id USER/NAME  # and publish
 
 Every TrainingArguments flag works; flags override the --config preset. Rerunning a command on an output
@@ -22,6 +23,9 @@ from transformers import set_seed
 from flowers_hf.cli import parse_args, run_cli, setup_logging
 from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
 from flowers_hf.data import label_counts, load_flowers
+from flowers_hf.data.cache import cache_splits
+from flowers_hf.data.holdout import HELD_OUT
+from flowers_hf.data.load import identify_loaded
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
 from flowers_hf.data.validate import drop_bad_images
@@ -50,10 +54,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.push_to_hub and args.should_save:
         check_push_access(args.hub_model_id, args.hub_token)  # now, not after hours of training
 
-    # Data: any Flowers-102 source, with flower names as class names; images that cannot be decoded are listed in
-    # bad_images.json and left out (or stop the run).
+    # Data: any image-classification source, with its own class names (Flowers-102's canonical ones for a Flowers-102
+    # source); images that cannot be decoded are listed in bad_images.json and left out (or stop the run).
     with args.main_process_first(desc="loading the data"):
         raw = load_flowers(args=data_args)
+        dataset = identify_loaded(data_args.dataset, data_args, raw)
         report_dir = output_dir if args.should_save else None
         raw = drop_bad_images(raw, data_args.on_bad_image, report_dir, num_proc=args.dataloader_num_workers)
     class_names = raw["train"].features["label"].names
@@ -61,12 +66,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # Model, and the preprocessing its timm data config prescribes.
     check_starting_model(model_args, class_names)
     set_seed(args.seed)  # the new head (or the whole model) is initialised here, before any Trainer seeds
-    model = build_model(model_args, class_names)
+    model = build_model(model_args, class_names, dataset)
     groups = parameter_groups(model.timm_model)  # before any freezing
     prep = resolve_preprocessing(model.timm_model, transform_args)
     logger.info("Preprocessing: %s", prep)
-    train_transform = build_train_transform(prep, transform_args, seed=args.seed)
-    data = with_transforms(raw, train_transform, build_eval_transform(prep))
+    # The data path: every image decoded once (--cache_images), uint8 tensors out of the workers, normalised on the
+    # device by the Trainer.
+    train_transform = build_train_transform(prep, transform_args, seed=args.seed, normalize=False)
+    with args.main_process_first(desc="decoding the images once"):
+        splits = cache_splits(raw, prep, args.dataloader_num_workers or None) if data_args.cache_images else raw
+    eval_transform = build_eval_transform(prep, normalize=False, cropped=data_args.cache_images)
+    data = with_transforms(splits, train_transform, eval_transform)
 
     # Loss weights from the training split's label counts; the resolved configuration.
     weights = class_weights_from_counts(label_counts(raw["train"], len(class_names)), args.class_weights)
@@ -77,8 +87,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # Train stage by stage; each stage ends on its best checkpoint, and the best stage wins.
     make_trainer = partial(
-        build_trainer, model=model, train_dataset=data["train"], eval_dataset=data["validation"], class_weights=weights
-    )
+        build_trainer, model=model, train_dataset=data["train"], eval_dataset=data["validation"],
+        class_weights=weights, prep=prep,
+    )  # fmt: skip
     results = [run_stage(stage, model, groups, args, make_trainer) for stage in plan_stages(args, len(groups))]
     best = best_stage(results, args.greater_is_better)
     if best is not results[-1]:
@@ -92,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trainer = make_trainer(args)
     validation = trainer.predict(data["validation"], metric_key_prefix="eval")
     test = trainer.predict(data["test"], metric_key_prefix="test")
+    # --holdout_classes: the held-out classes' test images, scored in the run folder as `evaluate --ood` scores a set.
+    held_out = trainer.predict(data[HELD_OUT], metric_key_prefix=HELD_OUT).predictions if HELD_OUT in data else None
     calibration = calibrate_model(model, validation.predictions, validation.label_ids)
     metrics = {}
     for split, output in (("eval", validation), ("test", test)):
@@ -112,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             validation=(validation.predictions, validation.label_ids),
             test=(test.predictions, test.label_ids),
             calibration=calibration,
+            held_out=held_out,
         )
         write_run_folder(run, output_dir)
     # Under several processes, let them finish together and tear the process group down in order; leaving it to

@@ -9,16 +9,20 @@ Every measurement runs on the synthetic set drawn like Flowers-102 photographs (
 by ``datasets`` after the first run; drawing them is not timed). For each model, on the same machine and with the
 same model, batch size and precision:
 
-- ``train_pipeline_img_s``: our training path as ``train.py`` runs it: ``datasets`` decoding, on-the-fly
-  Albumentations in DataLoader workers, ``build_trainer``'s Trainer step;
-- ``train_pipeline_cached_img_s``: the same with the training images decoded and shrunk once beforehand
-  (``flowers_hf.data.cache``: shorter side 1.15 x the input size, stored uncompressed), which ``train.py``
-  does not do yet;
+- ``train_pipeline_img_s``: our training path as ``train.py`` runs it: the training images decoded and shrunk once
+  beforehand (``flowers_hf.data.cache``: shorter side 1.15 x the input size, stored uncompressed), on-the-fly
+  Albumentations in DataLoader workers returning uint8 tensors, normalised on the device by ``build_trainer``'s
+  Trainer, its step;
+- ``train_pipeline_cached_img_s``: the same with the normalisation in the workers (float batches);
+- ``data_cpu_ms_per_image``: the CPU cost per image of each data path alone, one thread, including ``before``:
+  the originals decoded every epoch and normalised in the workers, ``train.py``'s path until 2026-12-01;
 - ``train_ceiling_img_s``: a plain PyTorch loop over batches already in memory, the limit a data path can approach;
 - ``peer_img_s``: the recipe of transformers' ``run_image_classification.py``: torchvision transforms per batch in
   ``with_transform``, a plain ``Trainer``, default DataLoader settings (no workers);
 - ``infer_ms_p50``/``p95``: ``FlowerClassifier.predict`` on a JPEG path, as the demo calls it, decoding included;
-  ``infer_ceiling_ms_p50``/``p95``: the bare forward of the same model on a ready tensor.
+  ``infer_ceiling_ms_p50``/``p95``: the bare forward of the same model on a ready tensor;
+- ``onnx_infer_*``, ``onnx_int8_infer_*``: the same with ``backend="onnx"`` and ``"onnx-int8"``, the model exported
+  and quantized as ``python -m flowers_hf.export`` does it (``--onnx``, on by default; CPU only).
 
 Training throughput is steady state: images of the steps after ``--warmup_steps``, divided by their wall time.
 The table goes to stdout, then, as the last line, one JSON object; logs and progress bars go to stderr. With
@@ -44,6 +48,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +67,8 @@ from flowers_hf.data.transforms import build_eval_transform, build_train_transfo
 from flowers_hf.images import open_image
 from flowers_hf.inference import FlowerClassifier
 from flowers_hf.modeling import build_model, save_model
+from flowers_hf.onnx_export import calibration_batches, export_onnx, quantize_int8
+from flowers_hf.onnx_model import ONNX_DIR, ONNX_FILES
 from flowers_hf.training.loss import class_weights_from_counts
 from flowers_hf.training.trainer import build_trainer
 from flowers_hf.training.trainer_config import FlowersTrainingArguments
@@ -118,6 +125,9 @@ FULL_STEPS = {"resnet18": 20, "efficientnet_b3": 6}
 WARMUP_STEPS, WARMUP_STEPS_GPU = 3, 10
 # A GPU step takes milliseconds: enough steps for a window of seconds and for the data path to reach steady state.
 FULL_STEPS_GPU = 200
+# The demo's latency keys per backend: PyTorch eager's as they were, the ONNX exports' prefixed (onnx_infer_ms_p50, …).
+INFER_PREFIXES = {"pytorch": "", "onnx": "onnx_", "onnx-int8": "onnx_int8_"}
+CALIBRATION_IMAGES = 64
 # The reference recipes of the README, timed end to end on 1,020 Flowers-sized training images (--recipes).
 RECIPES = {
     "resnet18 linear probe, 20 epochs": "configs/resnet18.yaml",
@@ -171,6 +181,13 @@ class BenchArguments:
         default=False, metadata={"help": "Also time the two reference recipes with train.py (hours on a CPU)."}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches the synthetic images."})
+    onnx: bool = field(
+        default=True,
+        metadata={
+            "help": "Also time the demo on the model's ONNX exports, fp32 and int8 (CPU only; python -m "
+            "flowers_hf.export's code, int8 calibrated on validation photos)."
+        },
+    )
     json_only: bool = field(default=False, metadata={"help": "Print only the JSON (used for one model per process)."})
 
     def __post_init__(self) -> None:
@@ -314,10 +331,11 @@ def measure_ours(
     data: datasets.DatasetDict,
     class_weights: torch.Tensor | None,
     training_args: FlowersTrainingArguments,
+    prep: Preprocessing,
 ) -> tuple[float, float]:
     """Images/s and CPU ms per image of ``train.py``'s path: ``build_trainer`` on the splits with
-    ``with_transforms`` attached."""
-    trainer = build_trainer(training_args, model, data["train"], data["validation"], class_weights)
+    ``with_transforms`` attached (uint8 batches normalised on the device with ``prep``)."""
+    trainer = build_trainer(training_args, model, data["train"], data["validation"], class_weights, prep=prep)
     return timed_train(trainer, args.warmup_steps)
 
 
@@ -326,36 +344,60 @@ def measure_ours(
 
 
 def measure_infer(
-    args: BenchArguments, model: torch.nn.Module, prep: Preprocessing, photo: bytes, folder: Path
+    args: BenchArguments,
+    model: torch.nn.Module,
+    prep: Preprocessing,
+    photo: bytes,
+    folder: Path,
+    calibration: datasets.Dataset,
 ) -> dict[str, float]:
     """Milliseconds of the demo's ``FlowerClassifier.predict`` on a JPEG path and of the bare forward on a ready
-    tensor, timed alternately so that both see the same load; fp32, as the demo runs."""
+    tensor, fp32 as the demo runs, for PyTorch eager and (``--onnx``, on a CPU) the ONNX fp32 and int8 exports; every
+    backend's two timings in turn, so that all of them see the same load."""
     save_model(model, folder, prep)
-    classifier = FlowerClassifier.from_pretrained(folder, device=args.device)
+    classifiers = {"pytorch": FlowerClassifier.from_pretrained(folder, device=args.device)}
+    if args.onnx and args.device == "cpu":
+        export_onnx_models(classifiers["pytorch"], folder, calibration)
+        classifiers |= {backend: FlowerClassifier.from_pretrained(folder, backend=backend) for backend in ONNX_FILES}
     path = folder / "photo.jpg"
     path.write_bytes(photo)
-    tensor = classifier.preprocess(open_image(path))[None].to(args.device)
+    tensor = classifiers["pytorch"].preprocess(open_image(path))[None].to(args.device)
 
-    @torch.inference_mode()
-    def bare() -> None:
-        classifier.model(tensor)
-        synchronize(args.device)
-
-    def predict() -> None:
-        classifier.predict(path)  # ends on .cpu(): no synchronize needed
-
-    demo, ceiling = [], []
+    times: dict[str, tuple[list[float], list[float]]] = {backend: ([], []) for backend in classifiers}
     for run in tqdm(range(-5, args.infer_runs), desc="inference", leave=False):  # 5 untimed warm-up runs
-        demo_ms, bare_ms = milliseconds(predict), milliseconds(bare)
-        if run >= 0:
-            demo.append(demo_ms)
-            ceiling.append(bare_ms)
+        for backend, classifier in classifiers.items():
+            demo_ms = milliseconds(partial(classifier.predict, path))  # ends on .cpu(): no synchronize needed
+            bare_ms = milliseconds(partial(bare_forward, classifier, tensor, args.device))
+            if run >= 0:
+                times[backend][0].append(demo_ms)
+                times[backend][1].append(bare_ms)
     return {
-        "infer_ms_p50": percentile(demo, 50),
-        "infer_ms_p95": percentile(demo, 95),
-        "infer_ceiling_ms_p50": percentile(ceiling, 50),
-        "infer_ceiling_ms_p95": percentile(ceiling, 95),
+        f"{INFER_PREFIXES[backend]}{key}": percentile(values, q)
+        for backend, (demo, ceiling) in times.items()
+        for key, values, q in (
+            ("infer_ms_p50", demo, 50),
+            ("infer_ms_p95", demo, 95),
+            ("infer_ceiling_ms_p50", ceiling, 50),
+            ("infer_ceiling_ms_p95", ceiling, 95),
+        )
     }
+
+
+@torch.inference_mode()
+def bare_forward(classifier: FlowerClassifier, tensor: torch.Tensor, device: str) -> None:
+    """The model alone on a ready batch, as the demo's ``predict`` runs it."""
+    classifier.model(tensor)
+    synchronize(device)
+
+
+def export_onnx_models(classifier: FlowerClassifier, folder: Path, calibration: datasets.Dataset) -> None:
+    """``onnx/model.onnx`` and ``onnx/model_int8.onnx`` in ``folder``, with ``python -m flowers_hf.export``'s code:
+    int8 calibrated on the first ``CALIBRATION_IMAGES`` of ``calibration`` through the eval pipeline."""
+    fp32 = folder / ONNX_DIR / ONNX_FILES["onnx"]
+    export_onnx(classifier.model, fp32, classifier.prep.input_size)
+    batches = calibration_batches(calibration, build_eval_transform(classifier.prep), CALIBRATION_IMAGES)
+    settings = quantize_int8(fp32, folder / ONNX_DIR / ONNX_FILES["onnx-int8"], "auto", batches)
+    logger.info("ONNX exports of the benchmark model: fp32 and int8 (%s)", settings)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -374,8 +416,11 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
     cached = datasets.DatasetDict({**data, "train": cache_resized(data["train"], side, num_proc=cache_processes(data))})
     cache_build_s = time.perf_counter() - start  # ~0 once datasets holds the copy from an earlier run
     inputs = {
-        "ours": with_transforms(data, build_train_transform(prep, seed=0), build_eval_transform(prep)),
+        "ours": with_transforms(
+            cached, build_train_transform(prep, seed=0, normalize=False), build_eval_transform(prep, normalize=False)
+        ),
         "cached": with_transforms(cached, build_train_transform(prep, seed=0), build_eval_transform(prep)),
+        "before": with_transforms(data, build_train_transform(prep, seed=0), build_eval_transform(prep)),
         "peer": datasets.DatasetDict({"train": data["train"].with_transform(PeerTransform(prep))}),
     }
     costs = {path: round(data_cpu_ms(splits["train"], args.batch_size), 2) for path, splits in inputs.items()}
@@ -384,7 +429,7 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
         training_args = ours_arguments(args, steps, tmp)
         training = train_rounds(args, name, inputs, prep, training_args)
         model = fresh_model(args, name, data["train"].features["label"].names).cpu()
-        infer = measure_infer(args, model, prep, first_photo(data["train"]), Path(tmp) / "model")
+        infer = measure_infer(args, model, prep, first_photo(data["train"]), Path(tmp) / "model", data["validation"])
     result = {
         "model": name,
         "image_size": prep.input_size[0],
@@ -426,8 +471,8 @@ def train_rounds(
     batches = [ours["train"][k * args.batch_size : (k + 1) * args.batch_size] for k in range(2)]
     paths = {
         "train_ceiling_img_s": lambda model: measure_ceiling(args, model, batches, steps, training_args),
-        "train_pipeline_img_s": lambda model: measure_ours(args, model, ours, weights, training_args),
-        "train_pipeline_cached_img_s": lambda model: measure_ours(args, model, cached, weights, training_args),
+        "train_pipeline_img_s": lambda model: measure_ours(args, model, ours, weights, training_args, prep),
+        "train_pipeline_cached_img_s": lambda model: measure_ours(args, model, cached, weights, training_args, prep),
         "peer_img_s": lambda model: measure_peer(args, model, peer["train"], steps, training_args.output_dir),
     }
     figures: dict[str, list[float]] = {key: [] for path in PATHS for key in (path, cpu_key(path))}

@@ -14,12 +14,16 @@ TARGETS = (
     ("ours / peer", "train_pipeline_img_s", "peer_img_s", ">=", 1.0, 1.3),
     ("cached / peer", "train_pipeline_cached_img_s", "peer_img_s", ">=", 1.0, 1.3),
     ("demo / bare forward", "infer_ms_p50", "infer_ceiling_ms_p50", "<=", 1.2, 1.2),
+    # The demo on the int8 export, end to end, against PyTorch eager's bare forward (issue "export", part 1).
+    ("int8 demo / eager bare", "onnx_int8_infer_ms_p50", "infer_ceiling_ms_p50", "<=", 0.5, 0.5),
 )
+# The demo's backends as bench/run.py times them: (label, prefix of their latency keys).
+BACKEND_ROWS = (("pytorch eager", ""), ("onnx fp32", "onnx_"), ("onnx int8", "onnx_int8_"))
 # The training paths and their labels, in the order bench/run.py measures them each round and the CPU table shows them.
 PATHS = {
     "train_ceiling_img_s": "ceiling (plain loop, batches in memory)",
-    "train_pipeline_img_s": "our pipeline (train.py's path)",
-    "train_pipeline_cached_img_s": "our pipeline, images cached decoded at a smaller size",
+    "train_pipeline_img_s": "our pipeline (train.py's path: decoded once, uint8 batches normalised on the device)",
+    "train_pipeline_cached_img_s": "our pipeline, decoded once, normalised in the workers",
     "peer_img_s": "peer recipe (run_image_classification.py)",
 }
 
@@ -34,6 +38,8 @@ def target_checks(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ratios also get ``cpu_time_ratio``, the same comparison made from CPU ms per image (see ``format_table``)."""
     checks = {}
     for name, numerator, denominator, op, cpu_target, gpu_target in TARGETS:
+        if numerator not in run:  # a path not measured in this run (the ONNX exports without --onnx)
+            continue
         target = gpu_target if run["device"] == "cuda" else cpu_target
         value = run[numerator] / run[denominator]
         checks[name] = {"value": round(value, 3), "target": f"{op} {target}", "result": verdict(value, op, target)}
@@ -59,6 +65,8 @@ def format_table(summary: dict[str, Any]) -> str:
         f"{summary['load_average'][1]:.1f} at the end"
     )
     sections = [[heading], figures_table(summary["runs"]), targets_table(summary["runs"]), cpu_table(summary["runs"])]
+    if any("onnx_infer_ms_p50" in run for run in summary["runs"]):
+        sections.insert(2, backends_table(summary["runs"]))
     if summary.get("recipes"):
         sections.append(
             [f"{'recipe (train.py, 1,020 images at 500 px)':<46}wall s"]
@@ -85,6 +93,22 @@ def figures_table(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def backends_table(runs: list[dict[str, Any]]) -> list[str]:
+    """The demo's latency per backend (PyTorch eager, ONNX fp32 and int8), against PyTorch eager's bare forward."""
+    lines = [f"{'model':<16}{'backend':<15}{'demo ms p50/p95':>18}{'bare ms p50/p95':>18}   demo / eager bare"]
+    for run in runs:
+        for label, prefix in BACKEND_ROWS:
+            if f"{prefix}infer_ms_p50" not in run:
+                continue
+            lines.append(
+                f"{run['model']:<16}{label:<15}"
+                f"{run[f'{prefix}infer_ms_p50']:>10.1f} / {run[f'{prefix}infer_ms_p95']:<5.1f}"
+                f"{run[f'{prefix}infer_ceiling_ms_p50']:>10.1f} / {run[f'{prefix}infer_ceiling_ms_p95']:<5.1f}"
+                f"   {run[f'{prefix}infer_ms_p50'] / run['infer_ceiling_ms_p50']:.2f}"
+            )
+    return lines
+
+
 def targets_table(runs: list[dict[str, Any]]) -> list[str]:
     """Each ratio per model with its value, its target, the verdict and the ratio from CPU time."""
     lines = [f"{'model':<16}{'ratio':<22}{'value':>7}  {'target':<9}{'result':<24}from CPU time"]
@@ -103,7 +127,7 @@ def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "CPU ms per image (this process and its workers, every thread): a shared machine's load changes wall time",
         "more than CPU time; with every core busy, throughput ratios approach the inverse CPU-time ratios.",
-        f"{'model':<16}{'ceiling':>9}{'ours':>9}{'cached':>9}{'peer':>9}   data alone, 1 thread: ours / cached / peer",
+        f"{'model':<16}{'ceiling':>9}{'ours':>9}{'cached':>9}{'peer':>9}   data, 1 thread: ours/cached/before/peer",
     ]
     for run in runs:
         costs = " / ".join(f"{ms:.2f}" for ms in run["data_cpu_ms_per_image"].values())

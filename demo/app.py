@@ -1,8 +1,10 @@
-"""Which of the 102 flowers is in a photo? A Gradio app around a model trained by ``train.py``.
+"""Which of its classes is in a photo? A Gradio app around a model trained by ``train.py`` (Flowers-102 by default);
+every word it shows about the classes comes from the model's config (the data set it recorded, its class names).
 
     python demo/app.py --model runs/quickstart              # a run folder, served on http://127.0.0.1:7860
     python demo/app.py --model USER/NAME --port 7861        # a model on the Hugging Face Hub
     MODEL_ID=USER/NAME python demo/app.py                   # as in a Space, where MODEL_ID is a variable
+    python demo/app.py --model runs/quickstart --backend onnx-int8   # its int8 export (python -m flowers_hf.export)
 
 The prediction is also an API endpoint, ``/predict``:
 
@@ -28,10 +30,14 @@ from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
 from flowers_hf.cli import run_cli, setup_logging
+from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.tta import TTA_VIEWS
 from flowers_hf.errors import UnreadableImageError
+from flowers_hf.explain import HeatMapper, heat_mapper
 from flowers_hf.images import open_image
 from flowers_hf.inference import FlowerClassifier
+from flowers_hf.onnx_model import BACKENDS
+from flowers_hf.open_set import SCORE_NAMES
 
 logger = logging.getLogger("demo")
 
@@ -39,27 +45,69 @@ EXAMPLES_DIR = Path(__file__).parent / "examples"
 EXAMPLE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 TOP_K = 5
 VIEW_PIXELS = 224
-NO_IMAGE = "No image: upload, paste or take a photo of a flower first."
+NO_IMAGE = "No image: upload, paste or take a photo first."
 NOT_UPLOADED = "Only photos uploaded to this app can be classified: upload the file itself."
 
 
-def verdict(classifier: FlowerClassifier, prediction: dict[str, float] | None) -> str:
-    """One line over the top 5: the flower's name, or "not a flower I know" when the calibrated top-1 probability
-    lies below the model's unsure threshold (chosen on validation by ``train.py``).
+def subject(classifier: FlowerClassifier) -> str | None:
+    """What one image of the model's data set shows ("flower"), or ``None`` where its data set did not say."""
+    return classifier.dataset.subject if classifier.dataset is not None else None
+
+
+def unsure_words(classifier: FlowerClassifier) -> str:
+    """'Not a flower I know', or for a data set without a subject 'Not one of the classes I know'."""
+    noun = subject(classifier)
+    return f"Not a {noun} I know" if noun else "Not one of the classes I know"
+
+
+def verdict(classifier: FlowerClassifier, prediction: dict[str, float] | None, score: float | None = None) -> str:
+    """One line over the top 5: the class's name, or "not a flower I know" (in the data set's words) below the
+    model's unsure rule: the score and threshold that ``python -m flowers_hf.evaluate --ood`` recommended, where
+    ``config.json`` stores them, else the calibrated top-1 probability below the unsure threshold (``train.py``).
 
     Args:
-        classifier: the model, with its ``unsure_threshold``.
-        prediction: flower names and probabilities (the label output), or ``None`` before any prediction.
+        classifier: the model, with its unsure rule and data set.
+        prediction: class names and probabilities (the label output), or ``None`` before any prediction.
+        score: the photo's score under the rule (``FlowerClassifier.predict_and_score``); a rule on the logits
+            needs it.
     """
     if not prediction:
         return ""
     name, probability = max(prediction.items(), key=lambda item: item[1])
-    if classifier.is_unsure(probability):
+    if classifier.is_unsure(probability, score):
+        rule = classifier.unsure_rule
+        below = (
+            f"this model names a class from {rule.threshold:.0%}"
+            if rule.score == "msp"
+            else f"its {SCORE_NAMES[rule.score]}, {score:.2f}, lies below {rule.threshold:.2f}, where it names a class"
+        )
         return (
-            f"### Not a flower I know\nThe best guess, *{name}*, has {probability:.0%}; this model names a flower "
-            f"from {classifier.unsure_threshold:.0%}. Is it one of the {len(classifier.class_names)} species?"
+            f"### {unsure_words(classifier)}\nThe best guess, *{name}*, has {probability:.0%}; {below}. Is it one of "
+            f"the {len(classifier.class_names)} classes?"
         )
     return f"### {name}\n{probability:.0%} sure."
+
+
+def heading(classifier: FlowerClassifier) -> tuple[str, str]:
+    """The page's title and its first lines, in the words of the model's data set."""
+    noun, dataset = subject(classifier), classifier.dataset
+    name = dataset.name if dataset is not None else None  # "Oxford Flowers-102", "beans", a folder's name
+    title = f"{_short_name(dataset) or 'Image'} classifier"
+    question = f"Which {noun} is this?" if noun else "What is in this photo?"
+    known = f"{len(classifier.class_names)} classes" + (f" of {name}" if name else "")
+    text = (
+        f"# {question}\nUpload, paste or take a photo. The model knows {known} and shows its five best guesses, or "
+        f"says “{unsure_words(classifier).lower()}” when it is unsure."
+    )
+    return title, text
+
+
+def _short_name(dataset: DatasetIdentity | None) -> str | None:
+    if dataset is None:
+        return None
+    if dataset.flowers102:
+        return "Flowers-102"
+    return "Synthetic flowers" if dataset.synthetic else dataset.name
 
 
 def load_photo(upload: dict[str, Any] | str | None) -> Image.Image:
@@ -91,32 +139,57 @@ def _inline_image(url: str) -> io.BytesIO:
         raise gr.Error(f"This pasted image is not an image that can be read ({error}).") from error
 
 
-def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None) -> gr.Blocks:
-    """The app: a photo in, the five most likely flowers and the picture as the model saw it out.
+def enlarged(view: np.ndarray) -> np.ndarray:
+    """Small model inputs shown at least ``VIEW_PIXELS`` wide by a whole factor, pixels kept sharp."""
+    scale = max(1, VIEW_PIXELS // max(view.shape[:2]))
+    return view.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def why_view(mapper: HeatMapper, upload: dict[str, Any] | str | None, prediction: Any) -> np.ndarray | None:
+    """The model's view of the photo with the Grad-CAM heat map of its top class over it, or ``None`` when there
+    is no prediction to explain.
+
+    Args:
+        mapper: the heat maps of the demo's classifier.
+        upload: the image component's raw value.
+        prediction: the label component's raw value (``{"label": top class, "confidences": …}``).
+    """
+    top = prediction.get("label") if isinstance(prediction, dict) else None
+    if not top:
+        return None
+    try:
+        photo = load_photo(upload)
+    except gr.Error:
+        return None  # predict already told the person what is wrong
+    return enlarged(mapper(photo, top)[1])
+
+
+def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None, explain: bool = True) -> gr.Blocks:
+    """The app: a photo in, the five most likely classes and the picture as the model saw it out (with
+    ``explain``, also where in it the model found its top class).
 
     Args:
         classifier: the model with its preprocessing, loaded once and shared by every request.
         examples: image paths offered as clickable examples.
+        explain: show the Grad-CAM heat map of the top class (``flowers_hf.explain``), where the model has one; it
+            takes about 1.3 times the prediction's time, after the answer is shown (README, "Demo").
     """
+    mapper = heat_mapper(classifier) if explain else None
 
-    def predict(upload: dict[str, Any] | str | None) -> dict[str, float]:
-        return classifier.predict(load_photo(upload), top_k=TOP_K)
+    def predict(upload: dict[str, Any] | str | None) -> tuple[dict[str, float], float]:
+        return classifier.predict_and_score(load_photo(upload), top_k=TOP_K)
 
     def model_view(upload: dict[str, Any] | str | None) -> np.ndarray | None:
         try:
             view = classifier.model_view(load_photo(upload))
         except gr.Error:
             return None  # predict already told the person what is wrong
-        scale = max(1, VIEW_PIXELS // max(view.shape[:2]))  # small inputs enlarged, pixels kept sharp
-        return view.repeat(scale, axis=0).repeat(scale, axis=1)
+        return enlarged(view)
 
     height, width = classifier.prep.input_size
-    with gr.Blocks(title="Flowers-102 classifier") as demo:
-        gr.Markdown(
-            "# Which flower is this?\n"
-            f"Upload, paste or take a photo. The model knows {len(classifier.class_names)} flower species "
-            "(Oxford Flowers-102) and shows its five best guesses, or says “not a flower I know” when it is unsure."
-        )
+    title, text = heading(classifier)
+    with gr.Blocks(title=title) as demo:
+        gr.Markdown(text)
         with gr.Row():
             with gr.Column():
                 image = gr.Image(
@@ -129,22 +202,42 @@ def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None) 
                 submit = gr.Button("Classify", variant="primary", elem_id="classify")
             with gr.Column():
                 answer = gr.Markdown(elem_id="verdict")
-                # The verdict above is the heading: the label's own would name a flower even when unsure.
+                # The verdict above is the heading: the label's own would name a class even when unsure.
                 label = gr.Label(num_top_classes=TOP_K, label="Top 5", show_heading=False, elem_id="prediction")
+                score = gr.State()  # the photo's score under the unsure rule, for the verdict; not in the API's answer
                 seen = gr.Image(
                     label=f"As the model saw it ({width}×{height})",
                     interactive=False,
                     height=VIEW_PIXELS,
                     elem_id="seen",
                 )
+                why = gr.Image(
+                    label="Why: where it found the top class (Grad-CAM; red: most)",
+                    interactive=False,
+                    height=VIEW_PIXELS,
+                    visible=mapper is not None,
+                    elem_id="why",
+                )
         if examples:
             gr.Examples(examples=examples, inputs=image, label="Examples (click one, then Classify)")
         # Gradio's own preprocessing would open the file with PIL before we can say what is wrong with it;
         # the upload is still checked to lie in Gradio's cache.
-        submit.click(predict, inputs=image, outputs=label, api_name="predict", preprocess=False).then(
-            lambda prediction: verdict(classifier, prediction), inputs=label, outputs=answer, api_visibility="private"
-        ).then(model_view, inputs=image, outputs=seen, api_visibility="private", preprocess=False)
-        image.clear(lambda: (None, "", None), outputs=[label, answer, seen], api_visibility="private")
+        shown = (
+            submit.click(predict, inputs=image, outputs=[label, score], api_name="predict", preprocess=False)
+            .then(
+                lambda prediction, value: verdict(classifier, prediction, value),
+                inputs=[label, score],
+                outputs=answer,
+                api_visibility="private",
+            )
+            .then(model_view, inputs=image, outputs=seen, api_visibility="private", preprocess=False)
+        )
+        if mapper is not None:  # after the answer is shown: the heat map does not delay it
+            shown.then(
+                lambda upload, prediction: why_view(mapper, upload, prediction),
+                inputs=[image, label], outputs=why, api_visibility="private", preprocess=False,
+            )  # fmt: skip
+        image.clear(lambda: (None, "", None, None), outputs=[label, answer, seen, why], api_visibility="private")
     return demo
 
 
@@ -172,6 +265,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "accuracy gain and the latency cost); default none, or the TTA variable.",
     )
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("BACKEND") or "pytorch",
+        help="What runs the model: pytorch, or its ONNX export (onnx, onnx-int8: faster on a CPU; written by python "
+        "-m flowers_hf.export), with the same preprocessing; default pytorch, or the BACKEND variable.",
+    )
+    parser.add_argument(
+        "--explain",
+        action=argparse.BooleanOptionalAction,
+        default=_env_flag("EXPLAIN"),
+        help="Show a Grad-CAM heat map of the top class over the model's view, after the answer (about 1.3 times "
+        "the prediction's time: README, Demo); default: the EXPLAIN variable (1 or 0), else on for the pytorch "
+        "backend.",
+    )
+    parser.add_argument(
         "--host",
         default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         help="Address to bind; 127.0.0.1 unless GRADIO_SERVER_NAME says otherwise (as in a Space).",
@@ -182,14 +290,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("give the model: --model RUN_DIR_OR_HUB_ID, or set the MODEL_ID variable")
+    if args.explain is None:  # asked for neither way: wherever Grad-CAM can run
+        args.explain = args.backend == "pytorch"
+    if args.explain and args.backend != "pytorch":
+        parser.error(f"--explain needs the pytorch backend (Grad-CAM takes gradients), not {args.backend}")
     return args
+
+
+def _env_flag(name: str) -> bool | None:
+    """A yes/no variable (``1``, ``true``, ``0``, ``false``, …), or ``None`` when unset."""
+    value = os.environ.get(name, "").strip().lower()
+    return None if not value else value not in ("0", "false", "no", "off")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    classifier = FlowerClassifier.from_pretrained(args.model, device=args.device, revision=args.revision, tta=args.tta)
-    demo = build_demo(classifier, example_images())
+    classifier = FlowerClassifier.from_pretrained(
+        args.model, device=args.device, revision=args.revision, tta=args.tta, backend=args.backend
+    )
+    demo = build_demo(classifier, example_images(), explain=args.explain)
     demo.queue(max_size=args.max_queue).launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size="50mb"
     )

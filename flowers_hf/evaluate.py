@@ -4,12 +4,16 @@
     python -m flowers_hf.evaluate runs/quickstart --dataset synthetic --split test --corruptions --tta
     python -m flowers_hf.evaluate runs/r18 --dataset /data/oxford-flowers102 --corruptions --device cuda
     python -m flowers_hf.evaluate user/flowers-r18 --dataset dpdl-benchmark/oxford_flowers102 --output_dir runs/r18_eval
+    python -m flowers_hf.evaluate runs/r18 --corruptions --push_results user/flowers-r18   # into the published card
+    python -m flowers_hf.evaluate runs/quickstart --ood synthetic_ood   # images of none of the classes
 
 Writes to --output_dir (default: MODEL/eval_<split>) what training's test pass writes: test_results.json
 (eval_results.json for --split validation) with the calibration and, with --tta, the TTA scores and latencies,
-classification_report.json and confusion_matrix.png; plus reliability_diagram.png, evaluate_config.yaml and, with
---corruptions, robustness.json and robustness.png. Data options not given default to those the run was trained
-with (its train_config.yaml).
+classification_report.json, confusion_matrix.png, per_class_accuracy.png, confusions.json and top_mistakes.png;
+plus reliability_diagram.png, evaluate_config.yaml, with --corruptions robustness.json and robustness.png, and with
+--ood ood.json and ood_scores.png (their figures also in the card; the recommended rule in config.json). The
+scores go into the model-index of MODEL/README.md (a run folder's card) and, with --push_results, of a published
+repository's card. Data options not given default to those the run was trained with (its train_config.yaml).
 """
 
 from __future__ import annotations
@@ -30,22 +34,29 @@ import yaml
 from flowers_hf.cli import parse_args, run_cli, setup_logging
 from flowers_hf.config import DataArguments
 from flowers_hf.data import load_flowers
+from flowers_hf.data.identity import SYNTHETIC_OOD, identify
 from flowers_hf.data.labels import check_class_names
+from flowers_hf.data.load import load_outside_images
 from flowers_hf.data.tta import TTATransform
 from flowers_hf.evaluation.arguments import PREFIXES, EvaluationArguments
 from flowers_hf.evaluation.calibration import Calibration
 from flowers_hf.evaluation.corruptions import CORRUPTIONS
 from flowers_hf.evaluation.evaluator import Evaluator, resolve_calibration, uncalibrated
+from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule, summary_lines
 from flowers_hf.evaluation.scoring import score_split, score_views
 from flowers_hf.evaluation.suite import CORRUPTED_AT, corruption_suite
 from flowers_hf.inference import FlowerClassifier
+from flowers_hf.modeling import save_model
+from flowers_hf.reporting.model_card import evaluation_results, update_model_card
 from flowers_hf.reporting.plots import plot_reliability_diagram, plot_robustness
+from flowers_hf.reporting.publish import check_push_access, push_results
 from flowers_hf.reporting.run_folder import (
     CONFIG_FILE,
     EVALUATE_CONFIG_FILE,
     RELIABILITY_PLOT,
     ROBUSTNESS_FILE,
     ROBUSTNESS_PLOT,
+    write_open_set,
     write_test_report,
 )
 
@@ -59,6 +70,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, data_args = parse_args((EvaluationArguments, DataArguments), _expand_argv(argv), prog=PROG)
     output_dir = Path(args.output_dir or Path(args.model).expanduser() / f"eval_{args.split}")
     output_dir.mkdir(parents=True, exist_ok=True)
+    if args.push_results:
+        check_push_access(args.push_results)  # now, not after the evaluation
     (output_dir / EVALUATE_CONFIG_FILE).write_text(yaml.safe_dump({**vars(args), **vars(data_args)}, sort_keys=False))
 
     # The model with its preprocessing; the data, whose classes must be the model's, in the same order.
@@ -81,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clean = evaluator.predict(split, f"{args.split}: plain")
     logits = uncalibrated(clean.logits, calibration, folded)
     metrics = score_split(logits, clean.labels, calibration, prefix, args.calibration_bins) | clean.timings(prefix)
-    write_test_report(clean.logits, clean.labels, classifier.class_names, output_dir)
+    write_test_report(clean.logits, clean.labels, classifier.class_names, output_dir, split, classifier.prep, divisor)
     plot_reliability_diagram(logits, clean.labels, calibration.temperature, output_dir / RELIABILITY_PLOT)
 
     # Test-time augmentation: a pass of its own, timed the same way.
@@ -102,9 +115,79 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for key in ("mean_corruption_accuracy", "relative_mean_corruption_accuracy"):
             metrics[f"{prefix}_{key}"] = robustness[key]
 
+    # Images of none of the classes, scored three ways against this split; the recommended rule for the demo.
+    known = (logits, clean.labels)
+    open_set = measure_open_set(evaluator, args, data_args, validation, known, calibration, folded, output_dir)
+
     (output_dir / f"{prefix}_results.json").write_text(json.dumps(metrics, indent=4, sort_keys=True))
+    publish_results(metrics, args, data_args, output_dir)
     print(summary_text(metrics, prefix, args, data_args, calibration, len(split), output_dir))
+    if open_set is not None:
+        print("\n".join(summary_lines(open_set)))
     return metrics
+
+
+def measure_open_set(
+    evaluator: Evaluator,
+    args: EvaluationArguments,
+    data_args: DataArguments,
+    validation: datasets.Dataset,
+    known: tuple[np.ndarray, np.ndarray],
+    calibration: Calibration,
+    folded: bool,
+    output_dir: Path,
+) -> dict[str, Any] | None:
+    """``--ood``: ``ood.json`` and ``ood_scores.png`` in the output folder and their section in the run's card; the
+    recommended rule into the model folder's ``config.json`` (``--save_open_set_rule``). ``None`` without ``--ood``.
+
+    Args:
+        evaluator: runs the passes.
+        args: the evaluation options.
+        data_args: the data options (the synthetic sets' size and seed apply to the built-in unknown images).
+        validation: the split the thresholds are chosen on.
+        known: uncalibrated ``(logits, labels)`` of the evaluated split.
+        calibration: the calibration the scores are read with.
+        folded: whether its temperature is in the model's weights.
+        output_dir: where the files go.
+    """
+    if not args.ood:
+        return None
+    unknown_images = _subset(load_outside_images(args.ood, data_args), args.max_eval_samples)
+    unknown = uncalibrated(evaluator.predict(unknown_images, "unknown images").logits, calibration, folded)
+    fitting = evaluator.predict(validation, "validation: open-set thresholds")
+    thresholds_on = (uncalibrated(fitting.logits, calibration, folded), fitting.labels)
+    source = f"{SYNTHETIC_OOD} (built-in shapes, textures and scenes)" if args.ood == SYNTHETIC_OOD else args.ood
+    report = open_set_report(known, thresholds_on, unknown, calibration, source, args.split)
+    model_dir = Path(args.model).expanduser()
+    whole = args.max_eval_samples is None
+    stored = args.save_open_set_rule and whole and model_dir.is_dir() and store_rule(evaluator.classifier.model, report)
+    if stored:
+        save_model(evaluator.classifier.model, model_dir, evaluator.classifier.prep)
+        logger.info("Stored the open-set rule in %s", model_dir / "config.json")
+    report["rule_stored"] = bool(stored)
+    card_dir = model_dir if args.update_card and whole and model_dir.is_dir() else None
+    write_open_set(report, score_pairs(known[0], unknown, calibration.temperature), output_dir, card_dir)
+    return report
+
+
+def publish_results(
+    metrics: dict[str, Any], args: EvaluationArguments, data_args: DataArguments, output_dir: Path
+) -> None:
+    """The scores into the model-index of the run folder's card (``--update_card``) and of a published repository's
+    (``--push_results``, with the output folder's files)."""
+    suite = {"corruptions": sorted(args.corruption_names or CORRUPTIONS), "severities": sorted(args.severities)}
+    measured_with = {"tta_accuracy": {"views": args.tta_views}}
+    measured_with |= {"mean_corruption_accuracy": suite, "relative_mean_corruption_accuracy": suite}
+    dataset = identify(data_args.dataset, data_args.class_names)
+    results = evaluation_results(metrics, PREFIXES[args.split], args.split, dataset, measured_with)
+    card = Path(args.model).expanduser() / "README.md"
+    if args.update_card and card.is_file():
+        if args.max_eval_samples is None:
+            update_model_card(card, results)
+        else:
+            logger.info("Not adding the scores to %s: they are of a subset (--max_eval_samples)", card)
+    if args.push_results:
+        push_results(output_dir, args.push_results, results, f"eval_{args.split}")
 
 
 def _expand_argv(argv: list[str] | None) -> list[str]:

@@ -7,9 +7,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import pi_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from flowers_hf.errors import UnreadableImageError
+
+# What phones send besides JPEG: HEIC/HEIF (iPhone photos) through pi-heif, pillow-heif's decoder-only build (its
+# wheels are LGPL; pillow-heif's bundle the GPL x265 encoder), and AVIF, which Pillow 12 reads itself. Registered on
+# import, so every process that opens images through this package (the demo, the bad-image check, DataLoader
+# workers, forked or spawned: the transforms import this module) reads them, datasets.Image's decoding too.
+pi_heif.register_heif_opener()
+PHONE_FORMATS = ("HEIF", "AVIF")
+PHONE_EXTENSIONS = tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in PHONE_FORMATS))
 
 # Transparent pixels are shown on white, as an image viewer would show a cut-out flower.
 BACKGROUND = (255, 255, 255)

@@ -10,12 +10,15 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageClassification, TimmWrapperForImageClassification
 
+from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, denormalize
 from flowers_hf.data.tta import TTATransform
-from flowers_hf.errors import MissingFileError, OfflineError
+from flowers_hf.errors import ArgumentError, MissingFileError, OfflineError
 from flowers_hf.hub import is_hub_id, probe_hub
 from flowers_hf.images import open_image
+from flowers_hf.onnx_model import BACKENDS, OnnxModel, load_onnx_model
+from flowers_hf.open_set import OpenSetRule, known_score
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +27,9 @@ class FlowerClassifier:
     """A model folder or Hub repo written by ``train.py``, with the preprocessing recorded in its config.
 
     Args:
-        model: the classifier, in eval mode.
-        prep: its input contract.
+        model: the classifier, in eval mode: the PyTorch model, or its ONNX export served by ONNX Runtime (which
+            takes the same input and gives the same ``.logits``).
+        prep: its input contract; the same eval pipeline feeds either backend.
         device: where inference runs.
         tta: test-time augmentation views for :meth:`predict` (``flip``, ``five_crop``, ``ten_crop``; see
             ``flowers_hf.data.tta``), their probabilities averaged; ``None``: the single centre crop.
@@ -33,23 +37,32 @@ class FlowerClassifier:
 
     def __init__(
         self,
-        model: TimmWrapperForImageClassification,
+        model: TimmWrapperForImageClassification | OnnxModel,
         prep: Preprocessing,
         device: str = "cpu",
         tta: str | None = None,
     ) -> None:
-        self.model = model.to(device).eval()
+        self.model = model.to(device).eval() if isinstance(model, torch.nn.Module) else model
         self.prep = prep
         self.device = torch.device(device)
         self.class_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         # Chosen on validation and stored in config.json by train.py (evaluation.calibration); None without one.
         self.unsure_threshold = (getattr(model.config, "calibration", None) or {}).get("unsure_threshold")
+        # The rule python -m flowers_hf.evaluate --ood recommends (config.json["ood"]); None: the threshold above.
+        self.open_set_rule = OpenSetRule.from_config(model.config)
+        # What it was trained on (flowers_hf.data.identity), for the words a person reads; None for older folders.
+        self.dataset = DatasetIdentity.from_dict(getattr(model.config, "dataset", None))
         self._transform = build_eval_transform(prep)
         self._views = TTATransform(prep, tta) if tta else None
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, device: str = "cpu", revision: str | None = None, tta: str | None = None
+        cls,
+        name_or_path: str | Path,
+        device: str = "cpu",
+        revision: str | None = None,
+        tta: str | None = None,
+        backend: str = "pytorch",
     ):
         """Load a run folder or a Hub repo id (safetensors weights only; no remote code).
 
@@ -58,8 +71,16 @@ class FlowerClassifier:
             device: ``cpu``, ``cuda``, ...
             revision: the Hub branch, tag or commit.
             tta: test-time augmentation views for :meth:`predict`, or ``None``.
+            backend: ``pytorch`` (``model.safetensors``), or ``onnx`` / ``onnx-int8`` (``onnx/model.onnx`` /
+                ``onnx/model_int8.onnx``, written by ``python -m flowers_hf.export``; CPU only).
         """
         source = str(name_or_path)
+        if backend not in BACKENDS:
+            raise ArgumentError(f"backend {backend!r} is not one of {list(BACKENDS)}")
+        if backend != "pytorch" and device != "cpu":
+            raise ArgumentError(
+                f"the {backend} backend runs on the CPU (onnxruntime's CPU build); use pytorch on {device}"
+            )
         if not is_hub_id(source) and not (Path(source).expanduser() / "config.json").is_file():
             raise MissingFileError(f"{source}: neither a model folder with config.json nor a Hub repo id (owner/name)")
         if is_hub_id(source) and (error := probe_hub(source, revision=revision)) is not None:
@@ -68,9 +89,15 @@ class FlowerClassifier:
                 "give a local run folder, or set HF_HUB_OFFLINE=1 to use a cached copy"
             ) from error
         try:
-            model = AutoModelForImageClassification.from_pretrained(
-                source, revision=revision, use_safetensors=True, trust_remote_code=False
+            model = (
+                AutoModelForImageClassification.from_pretrained(
+                    source, revision=revision, use_safetensors=True, trust_remote_code=False
+                )
+                if backend == "pytorch"
+                else load_onnx_model(source, backend, revision)
             )
+        except MissingFileError:  # a FileNotFoundError too, but one that names the command to run
+            raise
         except OSError as error:  # offline and not cached, or a repository without safetensors weights
             raise OfflineError(f"Cannot load {source}: {str(error).splitlines()[0]}") from error
         prep = resolve_preprocessing(model.config.pretrained_cfg)  # the wrapper does not pass it on to timm
@@ -82,10 +109,13 @@ class FlowerClassifier:
         return self._transform(image)
 
     @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class scores (temperature-scaled where the model is calibrated) for a batch of preprocessed images."""
+        return self.model(batch.to(self.device)).logits.float().cpu()
+
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Class probabilities for a batch of preprocessed images, shape ``(N, num_classes)``."""
-        logits = self.model(batch.to(self.device)).logits
-        return logits.float().softmax(-1).cpu()
+        return self.logits(batch).softmax(-1)
 
     def predict(self, image: Image.Image | str | Path, top_k: int = 5) -> dict[str, float]:
         """The ``top_k`` most likely flower names with their probabilities, most likely first.
@@ -94,23 +124,52 @@ class FlowerClassifier:
             image: a PIL image, or a path opened with :func:`flowers_hf.images.open_image`.
             top_k: how many classes to return.
         """
-        image = image if isinstance(image, Image.Image) else open_image(image)
-        if self._views is None:
-            probabilities = self.probabilities(self.preprocess(image)[None])[0]
-        else:  # each view's calibrated probabilities, averaged (as flowers_hf.evaluate --tta does)
-            probabilities = self.probabilities(self._views(image)).mean(0)
-        scores, indices = probabilities.topk(min(top_k, len(self.class_names)))
-        return {self.class_names[i]: float(s) for s, i in zip(scores.tolist(), indices.tolist(), strict=True)}
+        return self.predict_and_score(image, top_k)[0]
 
-    def is_unsure(self, prediction: dict[str, float] | float) -> bool:
-        """Whether a prediction's top-1 probability lies below the stored ``unsure_threshold``: "not a flower I
-        know" rather than a name. Always ``False`` for a model without a threshold.
+    def predict_and_score(self, image: Image.Image | str | Path, top_k: int = 5) -> tuple[dict[str, float], float]:
+        """:meth:`predict`, and the image's score under :attr:`unsure_rule` (higher: more like a known class; the
+        top-1 probability without a rule), from the same forward pass.
+
+        Args:
+            image: a PIL image, or a path opened with :func:`flowers_hf.images.open_image`.
+            top_k: how many classes to return.
+        """
+        image = image if isinstance(image, Image.Image) else open_image(image)
+        logits = self.logits(self.preprocess(image)[None] if self._views is None else self._views(image))
+        # With TTA, each view's calibrated probabilities, averaged (as flowers_hf.evaluate --tta does).
+        probabilities = logits.softmax(-1).mean(0)
+        scores, indices = probabilities.topk(min(top_k, len(self.class_names)))
+        top = {self.class_names[i]: float(s) for s, i in zip(scores.tolist(), indices.tolist(), strict=True)}
+        rule = self.unsure_rule
+        if rule is None or rule.score == "msp":
+            return top, float(scores[0])
+        # The first view is the plain input, which the rule's threshold was chosen on.
+        return top, float(known_score(logits[:1].numpy(), rule.score)[0])
+
+    @property
+    def unsure_rule(self) -> OpenSetRule | None:
+        """When to say "none of these classes": the stored :attr:`open_set_rule`, else the top-1 probability below
+        the calibration's ``unsure_threshold``; ``None`` (always name a class) for a model with neither."""
+        if self.open_set_rule is not None:
+            return self.open_set_rule
+        return None if self.unsure_threshold is None else OpenSetRule("msp", self.unsure_threshold)
+
+    def is_unsure(self, prediction: dict[str, float] | float, score: float | None = None) -> bool:
+        """Whether a prediction lies below :attr:`unsure_rule`'s threshold: "not a flower I know" rather than a name.
+        Always ``False`` for a model without a rule.
 
         Args:
             prediction: a :meth:`predict` result, or its top-1 probability.
+            score: the image's score from :meth:`predict_and_score`; needed where the rule reads the logits.
         """
-        top = max(prediction.values()) if isinstance(prediction, dict) else float(prediction)
-        return self.unsure_threshold is not None and top < self.unsure_threshold
+        rule = self.unsure_rule
+        if rule is None:
+            return False
+        if score is None:
+            if rule.score != "msp":
+                raise ValueError(f"the rule on the {rule.score} score needs the image's score (predict_and_score)")
+            score = max(prediction.values()) if isinstance(prediction, dict) else float(prediction)
+        return score < rule.threshold
 
     def model_view(self, image: Image.Image) -> np.ndarray:
         """The preprocessed image as a displayable HWC uint8 array: what the model was shown."""

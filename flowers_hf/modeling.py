@@ -15,6 +15,7 @@ from timm.utils import unfreeze
 from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
 from flowers_hf.config import ModelArguments
+from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.errors import ArgumentError, MissingFileError, PretrainedWeightsUnavailableError
 from flowers_hf.hub import is_hub_id, probe_hub
@@ -28,12 +29,15 @@ OFFLINE_HELP = (
 )
 
 
-def build_model(args: ModelArguments, class_names: list[str]) -> TimmWrapperForImageClassification:
+def build_model(
+    args: ModelArguments, class_names: list[str], dataset: DatasetIdentity | None = None
+) -> TimmWrapperForImageClassification:
     """Create the classifier with one output per class, label names in its config, and the asked-for weights.
 
     Args:
         args: the model options (architecture or saved model, pretrained weights, dropout).
         class_names: the class names, in class id order.
+        dataset: the data set it is trained on, recorded in its config (``dataset`` in ``config.json``).
     """
     timm_model = _create_timm_model(args, num_classes=len(class_names))
     config = TimmWrapperConfig(
@@ -43,6 +47,8 @@ def build_model(args: ModelArguments, class_names: list[str]) -> TimmWrapperForI
         id2label=dict(enumerate(class_names)),
         label2id={name: i for i, name in enumerate(class_names)},
     )
+    if dataset is not None:
+        config.dataset = dataset.to_dict()
     model = TimmWrapperForImageClassification(config)
     # Keep timm's own module (and its init or pretrained weights and data config) rather than the copy the
     # wrapper built: the state dicts are identical in layout.
@@ -134,7 +140,9 @@ def save_model(model: TimmWrapperForImageClassification, output_dir: str | Path,
     # timm 1.0.31 also records num_classes in model_args, which transformers 5.23 passes to timm a second
     # time ("got multiple values for keyword argument 'num_classes'"); the top-level num_classes stays.
     config.get("model_args", {}).pop("num_classes", None)
-    # Temperature and "unsure" threshold (evaluation.calibration): transformers keeps the key, timm ignores it.
-    if getattr(model.config, "calibration", None):
-        config["calibration"] = model.config.calibration
+    # Temperature and "unsure" threshold (evaluation.calibration), the data set it was trained on (data.identity)
+    # and the open-set rule (open_set): transformers keeps the keys, timm ignores them.
+    for key in ("calibration", "dataset", "ood"):
+        if getattr(model.config, key, None):
+            config[key] = getattr(model.config, key)
     config_path.write_text(json.dumps(config, indent=2))

@@ -26,12 +26,16 @@ from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from helpers import ROOT, TINY_RUN, free_port, write_oxford_files, write_oxford_jpgs  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from flowers_hf.config import DataArguments  # noqa: E402
+from flowers_hf.config import DataArguments, ModelArguments, TransformArguments  # noqa: E402
 from flowers_hf.data import load_flowers  # noqa: E402
+from flowers_hf.data.labels import FLOWER_NAMES  # noqa: E402
+from flowers_hf.data.preprocessing import resolve_preprocessing  # noqa: E402
+from flowers_hf.modeling import build_model, save_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +76,16 @@ def tiny_run(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("tiny_run")
     train.main([*TINY_RUN, "--output_dir", str(output)])
     return output
+
+
+@pytest.fixture
+def untrained_folder(tmp_path) -> Path:
+    """A model folder as train.py saves one, without training: test_resnet, 4 flower classes, 32 px, random weights,
+    no calibration, no train_config.yaml."""
+    torch.manual_seed(0)
+    model = build_model(ModelArguments(model="test_resnet", pretrained=False), list(FLOWER_NAMES[:4]))
+    save_model(model, tmp_path / "model", resolve_preprocessing(model.timm_model, TransformArguments(image_size=32)))
+    return tmp_path / "model"
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,17 @@ def write_imagefolder(root: Path, splits: dict[str, dict[str, int]], size: int =
     return root
 
 
+def save_phone_photo(image: Image.Image, path: Path, **params) -> Path:
+    """Save ``image`` as a phone sends it, in the format ``path``'s suffix names: HEIC/HEIF or AVIF."""
+    if path.suffix.lower() in (".heic", ".heif"):
+        import pillow_heif  # a test-only encoder: the package reads HEIC with pi-heif, which has none
+
+        pillow_heif.from_pillow(image).save(path, **{"quality": 95, **params})
+    else:
+        image.save(path, format="AVIF", **{"quality": 95, **params})
+    return path
+
+
 # A trained run folder for the demo and publishing tests: 6 synthetic classes, 32 px, test_resnet, 3 epochs.
 TINY_RUN = [
     "--dataset", "synthetic", "--synthetic_num_classes", "6", "--synthetic_images_per_class", "40",

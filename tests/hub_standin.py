@@ -1,16 +1,21 @@
-"""A local stand-in for the Hugging Face Hub's HTTP API that records what the upload code sends.
+"""A local stand-in for the Hugging Face Hub's HTTP API: it records what the upload code sends and serves
+repositories to the download code.
 
-The Hub cannot be reached from the test machines; this answers the few endpoints that ``HfApi.whoami``,
+The Hub cannot be reached from the test machines; this answers the endpoints that ``HfApi.whoami``,
 ``create_repo``, ``add_space_variable`` and ``create_commit`` use, and keeps every request (headers, body) and
-every committed file so that tests can assert on them.
+every committed file so that tests can assert on them. It also serves the files it holds as the Hub does to
+``hf_hub_download``, ``HfApi.repo_info``, ``HfFileSystem`` and so ``datasets.load_dataset`` and timm's pretrained
+weights: repository info, file trees, path info and ``resolve`` URLs, at the repository's one commit (or ``main``).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,11 +37,25 @@ class HubStandIn:
     files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     created: list[dict] = field(default_factory=list)
     variables: dict[str, dict[str, str]] = field(default_factory=dict)
+    commits: dict[str, str] = field(default_factory=dict)  # "kind:owner/name" -> the commit it serves
     url: str = ""
 
-    def answer(self, request: Request) -> tuple[int, dict]:
+    def add_repo(self, kind: str, repo: str, files: dict[str, bytes], commit: str | None = None) -> str:
+        """Serve ``files`` as repository ``repo`` (``kind``: model or dataset) at ``commit``; returns the commit."""
+        key = f"{kind}:{repo}"
+        self.files[key] = dict(files)
+        self.commits[key] = commit or hashlib.sha1(key.encode()).hexdigest()
+        return self.commits[key]
+
+    def answer(self, request: Request) -> tuple[int, dict | list | bytes, dict[str, str]]:
         self.requests.append(request)
-        path = request.path.split("?")[0]
+        path = urllib.parse.unquote(request.path.split("?")[0])
+        if request.method in ("GET", "HEAD") and (served := self._serve(request, path)) is not None:
+            return served
+        status, payload = self._upload_api(request, path)
+        return status, payload, {}
+
+    def _upload_api(self, request: Request, path: str) -> tuple[int, dict]:
         if path == "/api/whoami-v2":
             return 200, {"type": "user", "name": self.user, "auth": {"accessToken": {"role": "write"}}}
         if path == "/api/validate-yaml":
@@ -54,6 +73,7 @@ class HubStandIn:
         if match := re.fullmatch(r"/api/(models|spaces)/(.+)/commit/(.+)", path):
             kind, repo = match.group(1)[:-1], match.group(2)
             committed = self.files.setdefault(f"{kind}:{repo}", {})
+            self.commits.setdefault(f"{kind}:{repo}", "0" * 40)  # committed files are served back at this commit
             for line in request.body.decode().splitlines():
                 entry = json.loads(line)
                 if entry["key"] == "file":
@@ -64,7 +84,92 @@ class HubStandIn:
             payload = json.loads(request.body)
             self.variables.setdefault(match.group(1), {})[payload["key"]] = payload["value"]
             return 200, {}
+        if match := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/paths-info/([^/]+)", path):
+            return self._paths_info(match.group(1)[:-1], match.group(2), match.group(3), request.body)
         return 404, {"error": f"the stand-in does not serve {request.method} {path}"}
+
+    # ---- downloads
+
+    def _serve(self, request: Request, path: str) -> tuple[int, dict | list | bytes, dict[str, str]] | None:
+        if match := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
+            return self._info(match.group(1)[:-1], match.group(2), match.group(3) or "main")
+        if match := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/tree/([^/]+)(?:/(.*))?", path):
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+            recursive = query.get("recursive", ["false"])[0].lower() == "true"
+            return self._tree(match.group(1)[:-1], match.group(2), match.group(3), match.group(4) or "", recursive)
+        if match := re.fullmatch(r"/(datasets/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
+            kind = "dataset" if match.group(1) else "model"
+            return self._resolve(kind, match.group(2), match.group(3), match.group(4), request)
+        return None
+
+    def _repo(self, kind: str, repo: str, revision: str) -> tuple[dict[str, bytes], str] | tuple[int, dict, dict]:
+        key = f"{kind}:{repo}"
+        if key not in self.commits:
+            return 404, {"error": f"{key} not found"}, {"X-Error-Code": "RepoNotFound"}
+        if revision not in ("main", self.commits[key]):
+            return 404, {"error": f"{key}: no revision {revision}"}, {"X-Error-Code": "RevisionNotFound"}
+        return self.files[key], self.commits[key]
+
+    def _info(self, kind: str, repo: str, revision: str):
+        found = self._repo(kind, repo, revision)
+        if len(found) == 3:
+            return found
+        files, commit = found
+        siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(files.items())]
+        info = {"id": repo, "sha": commit, "private": False, "disabled": False, "gated": False, "siblings": siblings,
+                "lastModified": "2026-01-01T00:00:00.000Z", "tags": [], "downloads": 0, "likes": 0}  # fmt: skip
+        return 200, info, {}
+
+    def _entries(self, files: dict[str, bytes], folder: str, recursive: bool) -> list[dict]:
+        prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
+        entries, folders = [], set()
+        for name, data in sorted(files.items()):
+            if not name.startswith(prefix):
+                continue
+            parts = name[len(prefix) :].split("/")
+            for depth in range(1, len(parts) if recursive else min(2, len(parts))):
+                folders.add(prefix + "/".join(parts[:depth]))
+            if recursive or len(parts) == 1:
+                entries.append({"type": "file", "path": name, "size": len(data), "oid": _oid(data)})
+        return [{"type": "directory", "path": f, "oid": _oid(f.encode())} for f in sorted(folders)] + entries
+
+    def _tree(self, kind: str, repo: str, revision: str, folder: str, recursive: bool):
+        found = self._repo(kind, repo, revision)
+        if len(found) == 3:
+            return found
+        files, _ = found
+        return 200, self._entries(files, folder, recursive), {}
+
+    def _paths_info(self, kind: str, repo: str, revision: str, body: bytes) -> tuple[int, list | dict]:
+        found = self._repo(kind, repo, revision)
+        if len(found) == 3:
+            return found[0], found[1]
+        files, _ = found
+        form = urllib.parse.parse_qs(body.decode()) if not body.startswith(b"{") else json.loads(body)
+        asked = form.get("paths", [])
+        asked = [asked] if isinstance(asked, str) else asked
+        everything = self._entries(files, "", recursive=True)
+        return 200, [entry for entry in everything if entry["path"] in {p.strip("/") for p in asked}]
+
+    def _resolve(self, kind: str, repo: str, revision: str, name: str, request: Request):
+        found = self._repo(kind, repo, revision)
+        if len(found) == 3:
+            return found
+        files, commit = found
+        if name not in files:
+            return 404, {"error": f"{name} not in {repo}"}, {"X-Error-Code": "EntryNotFound"}
+        data = files[name]
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{_oid(data)}"'}
+        if match := re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("range", "")):
+            start = int(match.group(1))
+            end = int(match.group(2)) + 1 if match.group(2) else len(data)
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+            return 206, data[start:end], headers
+        return 200, data, headers
+
+
+def _oid(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def serve(hub: HubStandIn) -> ThreadingHTTPServer:
@@ -74,13 +179,17 @@ def serve(hub: HubStandIn) -> ThreadingHTTPServer:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {key.lower(): value for key, value in self.headers.items()}
-            status, payload = hub.answer(Request(self.command, self.path, headers, body))
-            data = json.dumps(payload).encode()
+            status, payload, extra = hub.answer(Request(self.command, self.path, headers, body))
+            binary = isinstance(payload, bytes)
+            data = payload if binary else json.dumps(payload).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "application/octet-stream" if binary else "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for key, value in extra.items():
+                self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
         do_GET = do_POST = do_PUT = do_HEAD = _handle
 

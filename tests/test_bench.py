@@ -60,7 +60,7 @@ def test_last_line_is_json_with_every_key_of_the_issue(output):
 def test_figures_are_positive_and_consistent(output):
     _, result = output
     assert all(result[key] > 0 for key in FIGURES)
-    assert set(result["data_cpu_ms_per_image"]) == {"ours", "cached", "peer"}
+    assert set(result["data_cpu_ms_per_image"]) == {"ours", "cached", "before", "peer"}
     assert all(ms > 0 for ms in result["data_cpu_ms_per_image"].values())
     assert result["infer_ms_p95"] >= result["infer_ms_p50"]
     assert result["infer_ceiling_ms_p95"] >= result["infer_ceiling_ms_p50"]
@@ -81,6 +81,24 @@ def test_table_comes_first_and_names_every_target(output):
     assert "ceiling img/s" in table
     for name, check in result["targets"].items():
         assert f"{name}" in table and check["result"] in table
+
+
+@pytest.mark.slow
+def test_the_demo_is_timed_on_the_onnx_exports_too(output):
+    lines, result = output
+    for prefix in ("onnx_", "onnx_int8_"):
+        assert result[f"{prefix}infer_ms_p95"] >= result[f"{prefix}infer_ms_p50"] > 0
+        assert result[f"{prefix}infer_ceiling_ms_p95"] >= result[f"{prefix}infer_ceiling_ms_p50"] > 0
+    assert result["targets"]["int8 demo / eager bare"]["target"] == "<= 0.5"
+    table = "\n".join(lines[:-1])
+    assert "pytorch eager" in table and "onnx int8" in table
+
+
+def test_targets_leave_out_what_a_run_did_not_measure():
+    run = {"device": "cpu", "infer_ms_p50": 30.0, "infer_ceiling_ms_p50": 25.0}
+    assert set(tables.target_checks(run)) == {"demo / bare forward"}
+    run["onnx_int8_infer_ms_p50"] = 10.0
+    assert tables.target_checks(run)["int8 demo / eager bare"] == {"value": 0.4, "target": "<= 0.5", "result": "met"}
 
 
 def test_verdict_says_by_how_much_a_target_is_missed():

@@ -59,8 +59,9 @@ def test_upload_classify_and_read_the_top_label(page, tiny_run, tmp_path):
     expect(page.locator("#verdict h3")).to_have_text(heading, timeout=60_000)
     first_row = page.locator("#prediction [data-testid$=confidence-set]").first
     expect(first_row).to_contain_text(expected, timeout=30_000)
-    # The picture as the model saw it appears next to the label.
+    # The picture as the model saw it appears next to the label, and under it where it found the top class.
     expect(page.locator("#seen img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#why img")).to_be_visible(timeout=30_000)
 
     screenshot = Path(os.environ.get("DEMO_SCREENSHOT", tmp_path / "demo.png"))
     page.screenshot(path=str(screenshot), full_page=True)

@@ -4,8 +4,17 @@ from transformers import HfArgumentParser
 from flowers_hf.config import DEFAULT_HUB_DATASET, DataArguments, TransformArguments
 
 
-def test_defaults_point_at_the_official_split_on_the_hub():
-    assert DataArguments().dataset == DEFAULT_HUB_DATASET == "dpdl-benchmark/oxford_flowers102"
+def test_defaults_point_at_the_official_split_on_the_hub_at_a_pinned_commit():
+    args = DataArguments()
+    assert args.dataset == DEFAULT_HUB_DATASET == "Donghyun99/Oxford-Flower-102"
+    assert args.dataset_revision == "7e43fe37eeb9278138ab0bd2d0abb10d0f703d09"
+
+
+def test_only_a_known_copy_gets_a_pinned_revision():
+    assert DataArguments(dataset="beans").dataset_revision is None
+    assert DataArguments(dataset_revision="main").dataset_revision == "main"
+    with pytest.raises(ValueError, match="--class_names"):
+        DataArguments(class_names="oxford")
 
 
 def test_command_line_parses_into_both_dataclasses():

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from helpers import ROOT
 
 from flowers_hf.cli import run_cli
-from flowers_hf.config import ModelArguments, TransformArguments
 from flowers_hf.data.labels import FLOWER_NAMES, check_class_names
-from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.errors import ClassMismatchError
 from flowers_hf.evaluate import main
-from flowers_hf.modeling import build_model, save_model
 
 FILES = [
     "test_results.json", "classification_report.json", "confusion_matrix.png", "reliability_diagram.png",
@@ -32,6 +28,7 @@ def test_the_command_repeats_the_test_pass_and_measures_robustness_calibration_a
         sys.executable, "-m", "flowers_hf.evaluate", str(tiny_run), "--split", "test", "--corruptions",
         "--corruption_names", "brightness", "zoom", "--severities", "1", "5", "--tta", "--tta_views", "flip",
         "--output_dir", str(output), "--disable_tqdm", "true",
+        "--update_card", "false",  # the session's shared run folder stays as the other tests expect it
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -81,11 +78,8 @@ DATA = [
 
 
 @pytest.fixture
-def uncalibrated_folder(tmp_path) -> Path:
-    torch.manual_seed(0)
-    model = build_model(ModelArguments(model="test_resnet", pretrained=False), list(FLOWER_NAMES[:4]))
-    save_model(model, tmp_path / "model", resolve_preprocessing(model.timm_model, TransformArguments(image_size=32)))
-    return tmp_path / "model"
+def uncalibrated_folder(untrained_folder) -> Path:
+    return untrained_folder  # conftest.py: test_resnet with random weights, never calibrated
 
 
 @pytest.mark.slow

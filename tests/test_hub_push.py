@@ -6,12 +6,14 @@ stand-in is acceptable). Every command runs as a user runs it, in a subprocess w
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 from helpers import ROOT, TINY_RUN
 from hub_standin import HubStandIn, serve
+from huggingface_hub import ModelCard
 
 import train
 from flowers_hf.cli import run_cli
@@ -92,6 +94,34 @@ def test_push_space_uploads_the_demo_and_the_package(hub):
     assert hub.variables[SPACE] == {"MODEL_ID": REPO}
     assert hub.created[-1]["type"] == "space" and hub.created[-1]["sdk"] == "gradio"
     _assert_token_nowhere(hub, result)
+
+
+def test_evaluate_adds_its_scores_to_the_run_folders_card_and_to_the_published_one(hub, tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("stage*"))
+    published = (run / "README.md").read_bytes()
+    hub.add_repo("model", REPO, {"README.md": published, "config.json": (run / "config.json").read_bytes()})
+    command = [
+        sys.executable, "-m", "flowers_hf.evaluate", str(run), "--tta", "--tta_views", "flip", "--corruptions",
+        "--corruption_names", "brightness", "--severities", "2", "--disable_tqdm", "true", "--push_results", REPO,
+    ]  # fmt: skip
+    result = _run(command, hub)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads((run / "eval_test" / "test_results.json").read_text())
+    files = hub.files[f"model:{REPO}"]
+    pushed = ModelCard(files["README.md"].decode())
+    entries = {r.metric_name: r.metric_value for r in pushed.data.eval_results}
+    assert entries["Accuracy with test-time augmentation"] == round(scores["test_tta_accuracy"], 4)
+    assert entries["Mean accuracy under corruption"] == round(scores["test_mean_corruption_accuracy"], 4)
+    assert entries["Accuracy"] == round(scores["test_accuracy"], 4)  # training's own entry, the same score
+    assert len(pushed.data.eval_results) == len(ModelCard(published.decode()).data.eval_results) + 3
+    assert pushed.text == ModelCard(published.decode()).text  # only the metadata changed
+    assert {"eval_test/test_results.json", "eval_test/robustness.png", "eval_test/top_mistakes.png"} <= set(files)
+    assert files["config.json"] == (run / "config.json").read_bytes()  # the rest of the repository is left alone
+    # The run folder's own card holds the same entries, and one commit carried everything.
+    local = ModelCard.load(run / "README.md")
+    assert {r.metric_name: r.metric_value for r in local.data.eval_results} == entries
+    assert len([r for r in hub.requests if "/commit/" in r.path]) == 1
+    _assert_token_nowhere(hub, result, run)
 
 
 def test_train_push_to_hub_publishes_the_finished_model(hub, tmp_path):

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 from huggingface_hub import ModelCard
 
+from flowers_hf.data.identity import OFFICIAL_SPLIT_SIZES, identify
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
 from flowers_hf.hub import is_hub_id
 from flowers_hf.reporting.model_card import RunSummary, build_model_card, write_model_card
@@ -19,8 +20,8 @@ def summary() -> RunSummary:
     return RunSummary(
         architecture="test_resnet",
         base_weights="timm/test_resnet.r160_in1k",
-        dataset=HUB_DATASET,
-        split_sizes={"train": 1020, "validation": 1020, "test": 6149},
+        dataset=identify(HUB_DATASET, split_sizes=OFFICIAL_SPLIT_SIZES),
+        split_sizes=OFFICIAL_SPLIT_SIZES,
         class_names=["pink primrose", "hard-leaved pocket orchid", "canterbury bells"],
         preprocessing=resolve_preprocessing("test_resnet"),
         stages=[
@@ -94,7 +95,7 @@ def test_no_metrics_at_all(summary, tmp_path):
 
 def test_synthetic_warning_only_for_synthetic_data(summary):
     hub_text = build_model_card(summary).text
-    synthetic_card = build_model_card(replace(summary, dataset="synthetic"))
+    synthetic_card = build_model_card(replace(summary, dataset=identify("synthetic")))
 
     assert "not real flowers" not in hub_text
     assert "not real flowers" in synthetic_card.text
@@ -127,7 +128,7 @@ def test_an_existing_local_folder_is_not_a_hub_id(tmp_path, monkeypatch):
 
 
 def test_local_data_and_weights_give_no_hub_metadata(summary):
-    local = replace(summary, dataset="/data/flowers102", base_weights="/home/me/ckpt/model.safetensors")
+    local = replace(summary, dataset=identify("/data/flowers102"), base_weights="/home/me/ckpt/model.safetensors")
     card = build_model_card(local)
 
     assert card.data.datasets is None
@@ -193,7 +194,7 @@ def test_squash_crop_is_described():
     summary = RunSummary(
         architecture="resnet18",
         base_weights=None,
-        dataset="synthetic",
+        dataset=identify("synthetic"),
         split_sizes={"train": 8},
         class_names=["a", "b"],
         preprocessing=preprocessing,

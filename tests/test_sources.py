@@ -47,9 +47,10 @@ def test_imagefolder_with_only_train_gets_seeded_stratified_splits(tmp_path, cap
 
 
 def test_imagefolder_with_oxford_ids_as_class_names(tmp_path):
-    # Folders '1', '10', '2': imagefolder sorts them as strings; labels must follow the Oxford order.
+    # Folders '1', '10', '2' of a Flowers-102 copy: imagefolder sorts them as strings; labels must follow the
+    # Oxford order. A local folder is Flowers-102 when the user says so.
     write_imagefolder(tmp_path, {"train": {"1": 2, "10": 2, "2": 2}, "test": {"1": 1, "10": 1, "2": 1}})
-    data = load_flowers(str(tmp_path), DataArguments(validation_fraction=0.5))
+    data = load_flowers(str(tmp_path), DataArguments(validation_fraction=0.5, class_names="flowers102"))
     names = [FLOWER_NAMES[0], FLOWER_NAMES[1], FLOWER_NAMES[9]]
     assert data["train"].features["label"].names == names
     folder_to_label = {0: 0, 1: 2, 2: 1}  # folder order '1', '10', '2' -> Oxford order 1, 2, 10
@@ -86,18 +87,18 @@ def test_hub_copy_with_string_ordered_ids_gets_flower_names_in_oxford_order():
     # As nelorth/oxford-flowers: class names '1', '10', '100', … in string order.
     names = sorted(str(i) for i in range(1, 103))
     labels = [names.index("10"), names.index("1"), names.index("102")]
-    data = standardize(_hub_like(names, labels))
+    data = standardize(_hub_like(names, labels), flowers102=True)
     assert data["train"].features["label"].names == list(FLOWER_NAMES)
     assert data["train"]["label"] == [9, 0, 101]
 
 
-def test_integer_labels_without_names_become_flower_classes():
+def test_integer_labels_of_a_flowers102_source_become_flower_classes():
     image = Image.new("RGB", (8, 8))
     split = datasets.Dataset.from_dict(
         {"image": [image] * 3, "label": [0, 4, 101]},
         features=datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")}),
     )
-    data = standardize(datasets.DatasetDict({"train": split, "validation": split, "test": split}))
+    data = standardize(datasets.DatasetDict({"train": split, "validation": split, "test": split}), flowers102=True)
     assert data["test"].features["label"].names == list(FLOWER_NAMES)
     assert data["test"]["label"] == [0, 4, 101]
 
@@ -132,7 +133,7 @@ def test_labels_outside_the_classes_are_refused_before_training():
 def test_integer_labels_give_every_split_the_same_classes_when_one_lacks_a_class():
     ids = datasets.Value("int64")
     data = {"train": _labelled([0, 101, 4], ids), "validation": _labelled([0, 4], ids), "test": _labelled([101], ids)}
-    out = standardize(datasets.DatasetDict(data))
+    out = standardize(datasets.DatasetDict(data), flowers102=True)
     assert all(split.features["label"].names == list(FLOWER_NAMES) for split in out.values())
     assert out["validation"]["label"] == [0, 4]
 

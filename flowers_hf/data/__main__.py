@@ -3,7 +3,8 @@
 Examples:
     python -m flowers_hf.data synthetic
     python -m flowers_hf.data /data/oxford-flowers          # imagelabels.mat, setid.mat, jpg/ or 102flowers.tgz
-    python -m flowers_hf.data dpdl-benchmark/oxford_flowers102
+    python -m flowers_hf.data Donghyun99/Oxford-Flower-102   # the default copy, at its pinned commit
+    python -m flowers_hf.data data/digits                    # an imagefolder tree train/<class>/…: its own names
     python -m flowers_hf.data --config configs/synthetic_photos.yaml
 """
 

@@ -1,11 +1,14 @@
-"""Decoded, pre-resized training images, written once: the training data path without JPEG decoding each epoch.
+"""Decoded, pre-resized images, written once: the data path without JPEG decoding every epoch (``train.py``'s
+default, ``--cache_images``).
 
 Training crops at random scales (``RandomResizedCrop``) and resizes to the input size, so a photo kept at a
 shorter side a little above the input size gives nearly the same crops as the original at a fraction of the
-work. The copy is stored uncompressed (PPM in the ``datasets.Image`` column), so reading it is a copy, not a
-decode, and the transforms see the same PIL images as before. Evaluation keeps the originals, except where a
-suite reads the same images many times: ``cache_images`` with timm's own eval resize, which the eval transform
-then leaves alone, gives exactly the inputs of the originals (the corruption suite of ``flowers_hf.evaluate``).
+work. Validation and test are stored already resized and centre-cropped as the eval transform does it, so
+every evaluation reads exactly the model's input (``build_eval_transform(cropped=True)``: bit-identical to the
+eval transform on the originals). The copies are stored uncompressed (PPM in the ``datasets.Image`` column), so
+reading one is a copy, not a decode. ``datasets`` caches each beside its source, keyed by the fingerprint of the
+source and of the resize (its size included): reruns and ``python -m flowers_hf.evaluate`` reuse it, a changed
+source or size writes a new one. The corruption suite caches at timm's eval resize, before the crop.
 """
 
 from __future__ import annotations
@@ -21,11 +24,32 @@ import datasets
 from PIL import Image
 
 from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import eval_crop
 from flowers_hf.images import to_rgb
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIDE_SCALE = 1.15  # 224 px input: shorter side 258, as timm's 0.875 crop_pct gives 256 for evaluation
+
+
+def cache_splits(data: datasets.DatasetDict, prep: Preprocessing, num_proc: int | None = None) -> datasets.DatasetDict:
+    """Every split decoded once: train shrunk to ``cached_side(prep)``, the others resized and centre-cropped to
+    the input size (``eval_crop``).
+
+    Args:
+        data: splits with an ``image`` column.
+        prep: the model's input contract.
+        num_proc: processes that resize.
+    """
+    crop = eval_crop(prep)
+    return datasets.DatasetDict(
+        {
+            name: cache_resized(split, cached_side(prep), num_proc)
+            if name == "train"
+            else cache_images(split, crop, f"Resizing and cropping the {name} images once", num_proc)
+            for name, split in data.items()
+        }
+    )
 
 
 def cached_side(prep: Preprocessing, scale: float = DEFAULT_SIDE_SCALE) -> int:

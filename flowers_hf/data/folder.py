@@ -7,6 +7,7 @@ from pathlib import Path
 
 import datasets
 
+from flowers_hf.data.photo_formats import allow_phone_formats
 from flowers_hf.errors import MissingFileError
 
 logger = logging.getLogger(__name__)
@@ -26,18 +27,28 @@ def load_saved(path: str | Path) -> datasets.DatasetDict:
     return loaded
 
 
-def load_imagefolder(path: str | Path, cache_dir: str | None = None) -> datasets.DatasetDict:
-    """Load ``train/<class>/…`` with optional ``validation/`` (or ``valid/``, ``val/``) and ``test/``.
-
-    Class names are the folder names, the same across splits.
+def load_folder(path: str | Path, cache_dir: str | None = None) -> datasets.DatasetDict:
+    """Load a local folder the way ``datasets.load_dataset`` reads one: an imagefolder tree ``train/<class>/…``
+    (optional ``validation/`` or ``valid/``, ``test/``; class names from the folder names; or labels from a
+    ``metadata.csv``/``.jsonl``), or a Hub snapshot of parquet shards with its ``README.md`` (its ``configs`` and
+    ``dataset_info`` give splits and class names), as ``hf download REPO --repo-type dataset --local-dir DIR``
+    writes it.
 
     Args:
-        path: the root of the tree.
+        path: the folder.
         cache_dir: the ``datasets`` cache folder.
     """
     path = Path(path)
-    if not (path / "train").is_dir():
-        raise MissingFileError(f"{path} is not an imagefolder tree: it has no train/<class>/ folders")
-    loaded = datasets.load_dataset("imagefolder", data_dir=str(path), cache_dir=cache_dir)
-    logger.info("Loaded imagefolder %s: %s", path, {k: len(v) for k, v in loaded.items()})
+    allow_phone_formats()  # .heic, .heif and .avif files are images too
+    try:
+        loaded = datasets.load_dataset(str(path), cache_dir=cache_dir)
+    except (FileNotFoundError, ValueError) as error:  # no data files, or none of a format datasets reads
+        raise MissingFileError(
+            f"{path} is not a data set folder that datasets.load_dataset reads ({error}). Give an imagefolder "
+            "tree train/<class>/…, a folder of parquet shards (a Hub snapshot), an Oxford folder or a "
+            "save_to_disk folder"
+        ) from error
+    if not isinstance(loaded, datasets.DatasetDict):
+        loaded = datasets.DatasetDict({"train": loaded})
+    logger.info("Loaded %s: %s", path, {k: len(v) for k, v in loaded.items()})
     return loaded

@@ -1,4 +1,4 @@
-"""Flowers-102 copies on the Hugging Face Hub."""
+"""Image-classification data sets on the Hugging Face Hub (the default: a copy of Flowers-102)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def load_from_hub(repo_id: str, revision: str | None = None, cache_dir: str | No
     """Download (or read from the cache) a Hub data set; fail fast with local alternatives when offline.
 
     Args:
-        repo_id: the data set id, for example ``dpdl-benchmark/oxford_flowers102``.
+        repo_id: the data set id, for example ``Donghyun99/Oxford-Flower-102`` or ``beans``.
         revision: branch, tag or commit.
         cache_dir: the ``datasets`` cache folder.
     """

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from torchvision.datasets import Flowers102
 
-from flowers_hf.errors import ClassMismatchError
+from flowers_hf.errors import ClassMismatchError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,40 @@ def numeric_names_to_flowers(names: Sequence[str]) -> list[str] | None:
     if max(ids) - offset >= NUM_FLOWER_CLASSES or len(set(ids)) != len(ids):
         return None
     return [FLOWER_NAMES[i - offset] for i in ids]
+
+
+def canonical_flower_names(names: Sequence[str]) -> list[str]:
+    """The Flowers-102 names of a copy's classes, with spellings that differ from torchvision's
+    ``Flowers102.classes`` only by case, spacing or quotes made canonical; numeric names ('1'…'102' or
+    '0'…'101', see :func:`numeric_names_to_flowers`) become flower names. Case, spacing, hyphens, quotes and a
+    question mark do not count as differences.
+
+    Args:
+        names: class names as a Flowers-102 copy stores them.
+
+    Raises:
+        DataError: when a name is none of the 102 (another data set, or a misspelling to fix at the source).
+    """
+    numeric = numeric_names_to_flowers(names)
+    if numeric is not None:
+        return numeric
+    unknown = [name for name in names if _plain(name) not in _CANONICAL]
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} class name(s) of this Flowers-102 source are not Flowers-102 names, for example "
+            f"{_few(unknown)}. If it is another data set, leave --class_names at 'auto'"
+        )
+    return [_CANONICAL[_plain(name)] for name in names]
+
+
+def _plain(name: str) -> str:
+    # Case, spacing (hyphens and underscores count as spaces), quotes and torchvision's one "?" ("pink-yellow
+    # dahlia?") are how copies of the same names differ.
+    text = str(name).lower().translate(str.maketrans("-_", "  ", "'\"`?"))
+    return " ".join(text.split())
+
+
+_CANONICAL = {_plain(name): name for name in FLOWER_NAMES}
 
 
 def check_class_names(data_names: list[str], model_names: list[str]) -> None:

@@ -1,7 +1,8 @@
-"""One entry point for every Flowers-102 source, and a summary of what was loaded."""
+"""One entry point for every image-classification source, and a summary of what was loaded."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
@@ -9,56 +10,99 @@ from typing import Any
 
 import datasets
 
-from flowers_hf.config import DataArguments
-from flowers_hf.data.folder import is_saved_dataset, load_imagefolder, load_saved
+from flowers_hf.config import PINNED_REVISIONS, DataArguments
+from flowers_hf.data.folder import is_saved_dataset, load_folder, load_saved
+from flowers_hf.data.holdout import hold_out_classes
 from flowers_hf.data.hub_dataset import load_from_hub
+from flowers_hf.data.identity import (
+    SYNTHETIC,
+    SYNTHETIC_OOD,
+    DatasetIdentity,
+    identify,
+    is_flowers102_source,
+    is_hub_dataset_id,
+    warn_if_not_comparable,
+)
 from flowers_hf.data.oxford import is_oxford_folder, load_oxford
 from flowers_hf.data.standardize import SPLITS, standardize
 from flowers_hf.data.synthetic import load_synthetic
+from flowers_hf.data.synthetic_ood import load_synthetic_ood
 from flowers_hf.errors import MissingFileError
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC = "synthetic"
-
 
 def load_flowers(source: str | None = None, args: DataArguments | None = None) -> datasets.DatasetDict:
-    """Load Flowers-102 (or the synthetic stand-in) as splits train, validation and test.
+    """Load an image-classification data set (Flowers-102 by default, or the synthetic stand-in) as splits train,
+    validation and test.
 
-    Each split has an ``image`` column (``datasets.Image``) and a ``label`` column (``ClassLabel``
-    whose names are flower names). Images stay encoded: they are decoded on access.
+    Each split has an ``image`` column (``datasets.Image``) and a ``label`` column (``ClassLabel`` with the data
+    set's class names; the canonical flower names for a Flowers-102 source). Images stay encoded: they are decoded
+    on access.
 
     Args:
-        source: 'synthetic', a local folder (Oxford distribution, imagefolder tree or ``save_to_disk``
-            output) or a Hub data set id. Default: ``args.dataset``.
-        args: the data options (split fractions and seed, synthetic set, cache); defaults if ``None``.
+        source: 'synthetic', a local folder (Oxford distribution, ``save_to_disk`` output, or anything
+            ``datasets.load_dataset`` reads from a folder) or a Hub data set id. Default: ``args.dataset``.
+        args: the data options (split fractions and seed, synthetic set, columns, cache); defaults if ``None``.
     """
     args = args or DataArguments()
     source = source or args.dataset
     raw = _load_raw(source, args)
-    return standardize(raw, args.validation_fraction, args.test_fraction, args.split_seed)
+    flowers102 = is_flowers102_source(source, args.class_names)
+    data = standardize(
+        raw, args.validation_fraction, args.test_fraction, args.split_seed, flowers102, args.image_column,
+        args.label_column,
+    )  # fmt: skip
+    if args.holdout_classes:
+        data = hold_out_classes(data, args.holdout_classes, args.split_seed)
+    warn_if_not_comparable(identify_loaded(source, args, data))
+    return data
+
+
+def load_outside_images(source: str, args: DataArguments) -> datasets.Dataset:
+    """The test split of any source ``--dataset`` takes (``synthetic_ood``: the built-in one), as images of none of
+    the model's classes: its own labels do not matter, and the options that describe the training data (class
+    names, columns, revision, held-out classes) do not apply to it; the synthetic sets' size and seed do.
+
+    Args:
+        source: the out-of-distribution source.
+        args: the data options of the in-distribution data.
+    """
+    outside = dataclasses.replace(
+        args, dataset=source, dataset_revision=None, class_names="auto", image_column=None, label_column=None,
+        holdout_classes=0,
+    )  # fmt: skip
+    return load_flowers(source, outside)["test"]
+
+
+def identify_loaded(source: str, args: DataArguments, data: datasets.DatasetDict) -> DatasetIdentity:
+    """The identity of a loaded data set (``flowers_hf.data.identity``), with its split sizes."""
+    sizes = {name: len(split) for name, split in data.items()}
+    return identify(source, args.class_names, args.subject, sizes, _revision(source, args))
 
 
 def _load_raw(source: str, args: DataArguments) -> datasets.DatasetDict:
+    # The built-in drawn sets share the --synthetic_* options: the unknown images come at the flowers' size.
+    drawn = {
+        "image_size": args.synthetic_image_size,
+        "image_format": args.synthetic_image_format,
+        "seed": args.synthetic_seed,
+        "cache_dir": args.cache_dir,
+    }
     if source == SYNTHETIC:
-        return load_synthetic(
-            num_classes=args.synthetic_num_classes,
-            images_per_class=args.synthetic_images_per_class,
-            image_size=args.synthetic_image_size,
-            image_format=args.synthetic_image_format,
-            seed=args.synthetic_seed,
-            cache_dir=args.cache_dir,
-        )
+        return load_synthetic(args.synthetic_num_classes, args.synthetic_images_per_class, **drawn)
+    if source == SYNTHETIC_OOD:
+        return load_synthetic_ood(args.synthetic_images_per_class, **drawn)
     path = Path(source).expanduser()
     if path.is_dir():
         if is_saved_dataset(path):
             return load_saved(path)
         if is_oxford_folder(path):
             return load_oxford(path, cache_dir=args.cache_dir)
-        return load_imagefolder(path, cache_dir=args.cache_dir)
-    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
+        return load_folder(path, cache_dir=args.cache_dir)
+    if not is_hub_dataset_id(source):
         raise MissingFileError(f"'{source}' is not a folder of images or a data set (nothing usable is there)")
-    return load_from_hub(source, revision=args.dataset_revision, cache_dir=args.cache_dir)
+    return load_from_hub(source, revision=_revision(source, args), cache_dir=args.cache_dir)
 
 
 def label_counts(split: datasets.Dataset, num_classes: int) -> list[int]:
@@ -78,3 +122,8 @@ def summarize(data: datasets.DatasetDict, source: str) -> dict[str, Any]:
         "splits": {split: len(data[split]) for split in SPLITS},
         "class_counts": counts,
     }
+
+
+def _revision(source: str, args: DataArguments) -> str | None:
+    """``--dataset_revision`` for the ``--dataset`` it was given with; a pinned commit for another known source."""
+    return args.dataset_revision if source == args.dataset else PINNED_REVISIONS.get(source)

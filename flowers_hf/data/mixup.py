@@ -12,7 +12,8 @@ import torch
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
-from flowers_hf.data.transforms import collate_fn
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import collate_fn, normalize_pixels
 
 
 class MixupCollator:
@@ -24,12 +25,17 @@ class MixupCollator:
     keeps its own image with its smoothed one-hot target.
     """
 
-    def __init__(self, mixup: Mixup) -> None:
+    def __init__(self, mixup: Mixup, prep: Preprocessing | None = None) -> None:
         self.mixup = mixup
+        self.prep = prep
 
     def __call__(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
         batch = collate_fn(examples)
         pixels, labels = batch["pixel_values"], batch["labels"]
+        if pixels.dtype == torch.uint8:  # mixing needs the float input; the device step leaves float batches alone
+            if self.prep is None:
+                raise ValueError("uint8 pixel_values need the model's mean and std to be mixed: pass prep")
+            pixels = normalize_pixels(pixels, self.prep.mean, self.prep.std)
         even = len(labels) - len(labels) % 2
         mixed, targets = self.mixup(pixels[:even].clone(), labels[:even])
         rest = mixup_target(labels[even:], self.mixup.num_classes, smoothing=self.mixup.label_smoothing)
@@ -43,6 +49,7 @@ def build_mixup_collator(
     prob: float = 1.0,
     switch_prob: float = 0.5,
     label_smoothing: float = 0.0,
+    prep: Preprocessing | None = None,
 ) -> MixupCollator:
     """The training collator with mixup and/or CutMix (at least one alpha above 0), timm's batch mode.
 
@@ -53,6 +60,7 @@ def build_mixup_collator(
         prob: the probability that a batch is mixed at all.
         switch_prob: with both on, the probability that a batch gets CutMix rather than mixup.
         label_smoothing: label smoothing of the targets.
+        prep: the model's input contract, to normalise uint8 batches before mixing them.
     """
     if mixup_alpha <= 0 and cutmix_alpha <= 0:
         raise ValueError("mixup or CutMix needs mixup_alpha or cutmix_alpha above 0")
@@ -65,4 +73,4 @@ def build_mixup_collator(
         label_smoothing=label_smoothing,
         num_classes=num_classes,
     )
-    return MixupCollator(mixup)
+    return MixupCollator(mixup, prep)

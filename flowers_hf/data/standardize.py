@@ -1,4 +1,5 @@
-"""Bring any source into one shape: splits train/validation/test, columns image and label (flower names)."""
+"""Bring any source into one shape: splits train/validation/test, columns image and label (a ``ClassLabel`` with
+the data set's own class names; Flowers-102's canonical names, in the Oxford order, for a Flowers-102 source)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import datasets
 import numpy as np
 
-from flowers_hf.data.labels import FLOWER_NAMES, numeric_names_to_flowers
+from flowers_hf.data.labels import FLOWER_NAMES, canonical_flower_names
 from flowers_hf.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ _SPLIT_ALIASES = {
     "testing": "test",
 }
 _IMAGE_ALIASES = ("image", "img", "jpg", "png", "pixel_values")
-_LABEL_ALIASES = ("label", "labels", "class", "category", "target")
+_LABEL_ALIASES = ("label", "labels", "fine_label", "class", "category", "target")  # fine_label: CIFAR-100
 
 
 def standardize(
@@ -30,24 +31,33 @@ def standardize(
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 42,
+    flowers102: bool = False,
+    image_column: str | None = None,
+    label_column: str | None = None,
 ) -> datasets.DatasetDict:
     """Return ``data`` with splits train, validation and test and the columns ``image`` and ``label``.
 
-    Split and column names are normalised, other columns dropped, numeric class names ('1'…'102')
-    replaced by flower names with label ids put in the Oxford order, and missing validation or test
-    splits made from train by a seeded stratified split.
+    Split and column names are normalised, other columns dropped, plain integer labels turned into a
+    ``ClassLabel`` named by their values, and missing validation or test splits made from train by a seeded
+    stratified split. Class names stay the data set's own, except for a Flowers-102 source: its names (numeric
+    ids or spellings of the 102 names) become the canonical flower names, with label ids in the Oxford order.
 
     Args:
         data: the data set as a source gave it.
         validation_fraction: share of train held out when there is no validation split.
         test_fraction: share of train held out when there is no test split.
         seed: seed of that split.
+        flowers102: whether the source is (a copy of) Oxford Flowers-102.
+        image_column: the image column, where the names and types do not tell.
+        label_column: the label column, likewise (CIFAR-100's ``fine_label`` or ``coarse_label``, say).
     """
     data = _rename_splits(data)
-    data = datasets.DatasetDict({name: _standard_columns(split, name) for name, split in data.items()})
-    data = _labels_to_class_label(data)
+    columns = {name: _standard_columns(split, name, image_column, label_column) for name, split in data.items()}
+    data = _labels_to_class_label(datasets.DatasetDict(columns))
     _check_label_range(data)
-    data = _flower_names(data)
+    _check_same_classes(data)
+    if flowers102:
+        data = _flower_names(data)
     return _fill_splits(data, validation_fraction, test_fraction, seed)
 
 
@@ -61,10 +71,15 @@ def _rename_splits(data: datasets.DatasetDict) -> datasets.DatasetDict:
     return datasets.DatasetDict({name: renamed[name] for name in SPLITS if name in renamed})
 
 
-def _standard_columns(split: datasets.Dataset, name: str) -> datasets.Dataset:
+def _standard_columns(
+    split: datasets.Dataset, name: str, image_column: str | None, label_column: str | None
+) -> datasets.Dataset:
     features = split.features
-    image = _find_column(features, _IMAGE_ALIASES, datasets.Image)
-    label = _find_column(features, _LABEL_ALIASES, datasets.ClassLabel)
+    for given, flag in ((image_column, "--image_column"), (label_column, "--label_column")):
+        if given is not None and given not in features:
+            raise DataError(f"split '{name}' has no column {given!r} ({flag}); its columns are {list(features)}")
+    image = image_column or _find_column(features, _IMAGE_ALIASES, datasets.Image, "--image_column")
+    label = label_column or _find_column(features, _LABEL_ALIASES, datasets.ClassLabel, "--label_column")
     if image is None or label is None:
         missing = " and ".join(kind for kind, column in (("an image", image), ("a label", label)) if column is None)
         raise DataError(
@@ -79,31 +94,61 @@ def _standard_columns(split: datasets.Dataset, name: str) -> datasets.Dataset:
     if not isinstance(split.features["image"], datasets.Image):
         raise DataError(f"split '{name}': column '{image}' holds {split.features['image']}, not images")
     feature = split.features["label"]
-    integers = isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))
-    if not (isinstance(feature, datasets.ClassLabel) or integers):
-        raise DataError(f"split '{name}': labels (column '{label}') must be class ids or a ClassLabel, not {feature}")
+    plain = isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint", "string", "large_string"))
+    if not (isinstance(feature, datasets.ClassLabel) or plain):
+        raise DataError(
+            f"split '{name}': labels (column '{label}') must be class ids, class names or a ClassLabel, not {feature}"
+        )
     return split
 
 
-def _find_column(features: datasets.Features, aliases: tuple[str, ...], kind: type) -> str | None:
+def _find_column(features: datasets.Features, aliases: tuple[str, ...], kind: type, flag: str) -> str | None:
+    """The one column of type ``kind``, else the first named like one of ``aliases``; several of the type and none
+    of the names: refused, naming the flag that chooses."""
     typed = [column for column, feature in features.items() if isinstance(feature, kind)]
     if len(typed) == 1:
         return typed[0]
-    return next((column for column in features if column.lower() in aliases), None)
+    named = next((column for column in features if column.lower() in aliases), None)
+    if named is None and len(typed) > 1:
+        raise DataError(f"the data set has several {kind.__name__} columns {typed}: choose one with {flag}")
+    return named
 
 
 def _labels_to_class_label(data: datasets.DatasetDict) -> datasets.DatasetDict:
-    """Plain integer ids become a ClassLabel named by id, the same for every split (one split may lack a class)."""
+    """Plain labels become a ClassLabel, the same for every split (one split may lack a class): class names as
+    strings (a ``metadata.csv`` column, say) name the classes in sorted order; integer ids name them by id.
+
+    Ids that start at 1 in every split (no 0 anywhere) are read as 1-based on purpose: classes '1' … 'K' with ids
+    0 … K-1, rather than an extra class '0' without images.
+    """
     plain = [name for name, split in data.items() if not isinstance(split.features["label"], datasets.ClassLabel)]
     if not plain:
         return data
+    if any(data[name].features["label"].dtype.endswith("string") for name in plain):
+        names = sorted({str(value) for name in plain for value in data[name].with_format(None)["label"]})
+        logger.info("Labels are class names: %d classes (%s, …)", len(names), ", ".join(names[:3]))
+        return _cast_labels(data, plain, datasets.ClassLabel(names=names), shift=0)
     _check_label_range(datasets.DatasetDict({name: data[name] for name in plain}))
-    # Name classes by their id, and let the numeric-name rule map them to flowers.
-    names = [str(i) for i in range(max(max(data[name]["label"], default=0) for name in plain) + 1)]
-    feature = datasets.ClassLabel(names=names)
-    return datasets.DatasetDict(
-        {name: split.cast_column("label", feature) if name in plain else split for name, split in data.items()}
-    )
+    values = [value for name in plain for value in data[name].with_format(None)["label"]]
+    first = 1 if values and min(values) == 1 else 0
+    if first == 1:
+        logger.warning("Integer labels start at 1 in every split: reading them as 1-based, classes '1' … '%d'",
+                       max(values))  # fmt: skip
+    feature = datasets.ClassLabel(names=[str(i) for i in range(first, max(values, default=0) + 1)])
+    return _cast_labels(data, plain, feature, shift=first)
+
+
+def _cast_labels(
+    data: datasets.DatasetDict, plain: list[str], feature: datasets.ClassLabel, shift: int
+) -> datasets.DatasetDict:
+    converted = {}
+    for name, split in data.items():
+        if name in plain and shift:
+            split = split.map(
+                lambda labels: {"label": [i - shift for i in labels]}, input_columns="label", batched=True
+            )
+        converted[name] = split.cast_column("label", feature) if name in plain else split
+    return datasets.DatasetDict(converted)
 
 
 def _check_label_range(data: datasets.DatasetDict) -> None:
@@ -124,7 +169,7 @@ def _check_label_range(data: datasets.DatasetDict) -> None:
             )
 
 
-def _flower_names(data: datasets.DatasetDict) -> datasets.DatasetDict:
+def _check_same_classes(data: datasets.DatasetDict) -> None:
     names = data["train"].features["label"].names
     for split_name, split in data.items():
         other = split.features["label"].names
@@ -133,15 +178,18 @@ def _flower_names(data: datasets.DatasetDict) -> datasets.DatasetDict:
                 f"split '{split_name}' has other classes than train: {len(other)} ({', '.join(other[:3])}, …) "
                 f"against {len(names)} ({', '.join(names[:3])}, …)"
             )
-    flowers = numeric_names_to_flowers(names)
-    if flowers is None:
+
+
+def _flower_names(data: datasets.DatasetDict) -> datasets.DatasetDict:
+    """A Flowers-102 source's classes under their canonical names, label ids in the Oxford order."""
+    names = data["train"].features["label"].names
+    flowers = canonical_flower_names(names)
+    order = [name for name in FLOWER_NAMES if name in set(flowers)]
+    if flowers == order and names == flowers:
         return data
-    logger.info(
-        "Class names are Oxford ids (%s, …); using the flower names in the official order", ", ".join(names[:3])
-    )
+    logger.info("Flowers-102 class names %s… become the canonical names in the Oxford order", ", ".join(names[:3]))
     # Renumber labels so that label id follows the official Oxford order; only the label column is
     # read and written (Dataset.align_labels_with_mapping would decode and re-encode every image).
-    order = [name for name in FLOWER_NAMES if name in set(flowers)]
     new_ids = [order.index(name) for name in flowers]
     features = data["train"].features.copy()
     features["label"] = datasets.ClassLabel(names=order)

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,15 +135,30 @@ def generate_examples(
 ):
     """Yield the examples of one split for the given classes (a generator for ``Dataset.from_generator``)."""
     specs = make_classes(num_classes, seed)
+
+    def draw(class_id: int, index: int) -> Image.Image:
+        return draw_flower(specs[class_id], image_size, np.random.default_rng([seed, 2, class_id, index]))
+
+    yield from drawn_examples(draw, class_ids, split, images_per_class, image_format, "synthetic")
+
+
+def drawn_examples(
+    draw: Callable[[int, int], Image.Image],
+    labels: list[int],
+    split: str,
+    images_per_class: int,
+    image_format: str,
+    prefix: str,
+):
+    """Yield ``{"image", "label"}`` for each label's images of ``split``, image ``index`` drawn by ``draw(label,
+    index)``: the splits take consecutive indices, train first, in the proportions of :func:`split_counts`."""
     counts = split_counts(images_per_class)
     start = {"train": 0, "validation": counts["train"], "test": counts["train"] + counts["validation"]}[split]
     extension = "jpg" if image_format == "jpeg" else "png"
-    for class_id in class_ids:
+    for label in labels:
         for index in range(start, start + counts[split]):
-            rng = np.random.default_rng([seed, 2, class_id, index])
-            image = draw_flower(specs[class_id], image_size, rng)
-            name = f"synthetic_{class_id:03d}_{index:04d}.{extension}"
-            yield {"image": {"bytes": encode(image, image_format), "path": name}, "label": class_id}
+            name = f"{prefix}_{label:03d}_{index:04d}.{extension}"
+            yield {"image": {"bytes": encode(draw(label, index), image_format), "path": name}, "label": label}
 
 
 def load_synthetic(

@@ -25,7 +25,7 @@ ImageTransform = Callable[[Image.Image], torch.Tensor]
 
 
 def build_train_transform(
-    prep: Preprocessing, aug: TransformArguments | None = None, seed: int | None = None
+    prep: Preprocessing, aug: TransformArguments | None = None, seed: int | None = None, normalize: bool = True
 ) -> ImageTransform:
     """Random resized crop, flip, rotation and colour jitter (with ``--augment strong`` also the shifts between real
     photographs), then normalisation, as an ``image -> tensor`` function.
@@ -35,6 +35,9 @@ def build_train_transform(
         aug: augmentation strengths; defaults if ``None``.
         seed: seed of Albumentations' own random state; DataLoader workers reseed from torch's worker seed,
             which the Trainer derives from its own seed.
+        normalize: ``False`` returns the uint8 CHW tensor before normalisation, which ``normalize_pixels`` then
+            does on the device (``train.py``'s data path: workers do less, batches take a quarter of the memory).
+            The random draws are the same either way.
     """
     aug = aug or TransformArguments()
     interpolation = _CV2_INTERPOLATION[prep.interpolation]
@@ -61,7 +64,9 @@ def build_train_transform(
         )
     if aug.augment == "strong":
         steps += _photo_shift_steps(prep)
-    steps += [A.Normalize(mean=prep.mean, std=prep.std, max_pixel_value=255.0), A.ToTensorV2()]
+    if normalize:
+        steps.append(A.Normalize(mean=prep.mean, std=prep.std, max_pixel_value=255.0))
+    steps.append(A.ToTensorV2())
     return _AlbumentationsTransform(A.Compose(steps, seed=seed))
 
 
@@ -84,19 +89,47 @@ def _photo_shift_steps(prep: Preprocessing) -> list[A.BasicTransform]:
     ]
 
 
-def build_eval_transform(prep: Preprocessing) -> ImageTransform:
+def build_eval_transform(prep: Preprocessing, normalize: bool = True, cropped: bool = False) -> ImageTransform:
     """timm's own eval transform for ``prep`` (``timm.data.create_transform(is_training=False)``: resize, centre
     crop, to tensor, normalise; what ``TimmWrapperImageProcessor`` and ``pipeline`` apply), after ``to_rgb``.
 
     Args:
         prep: the model's input contract.
+        normalize: ``False`` stops at the uint8 CHW tensor; ``normalize_pixels`` then gives exactly the rest.
+        cropped: the images were resized and centre-cropped already (``eval_crop``, as the decoded cache stores
+            them): only the tensor steps remain.
     """
-    return _RGBTransform(timm_eval_pipeline(prep))
+    steps = timm_eval_pipeline(prep).transforms
+    if not normalize:
+        steps = [*steps[:2], transforms.PILToTensor()]
+    return _RGBTransform(transforms.Compose(steps[2:] if cropped else steps), prep.input_size if cropped else None)
 
 
 def timm_eval_pipeline(prep: Preprocessing) -> transforms.Compose:
     """timm's eval steps for ``prep``: ``[resize, centre crop, to tensor, normalise]`` (RGB PIL images in)."""
     return create_transform(**prep.to_timm_data_config(), is_training=False)
+
+
+def eval_crop(prep: Preprocessing) -> transforms.Compose:
+    """timm's eval resize and centre crop for ``prep``: what the eval transform does before the tensor steps."""
+    return transforms.Compose(timm_eval_pipeline(prep).transforms[:2])
+
+
+def normalize_pixels(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 CHW pixels (or a batch of them) as the model's float input, on their device: torchvision's
+    ``to_tensor`` then ``normalize``, the same operations in the same order, so the result equals the eval
+    transform's bit for bit.
+
+    Args:
+        pixels: uint8 tensor, channels first.
+        mean: per-channel mean of the model's data config.
+        std: per-channel standard deviation.
+    """
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"normalize_pixels takes uint8 pixels, got {pixels.dtype}")
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=pixels.device).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=pixels.device).view(-1, 1, 1)
+    return pixels.to(torch.float32).div(255).sub_(mean_t).div_(std_t)
 
 
 def eval_resize(prep: Preprocessing) -> Callable[[Image.Image], Image.Image]:
@@ -109,13 +142,16 @@ def eval_resize(prep: Preprocessing) -> Callable[[Image.Image], Image.Image]:
 
 
 def denormalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Undo ``(x - mean) / std`` on a CHW tensor: an HWC float array clipped to [0, 1], ready for ``imshow``.
+    """Undo ``(x - mean) / std`` on a CHW tensor: an HWC float array clipped to [0, 1], ready for ``imshow``; a
+    uint8 tensor (not normalised yet: ``normalize=False``) is scaled to [0, 1].
 
     Args:
         tensor: normalised image, channels first.
         mean: per-channel mean used to normalise.
         std: per-channel standard deviation used to normalise.
     """
+    if tensor.dtype == torch.uint8:
+        return tensor.detach().cpu().numpy().transpose(1, 2, 0) / 255.0
     array = tensor.detach().cpu().double().numpy().transpose(1, 2, 0)
     return np.clip(array * np.asarray(std) + np.asarray(mean), 0.0, 1.0)
 
@@ -140,12 +176,16 @@ class _AlbumentationsTransform:
 
 
 class _RGBTransform:
-    """``transform(to_rgb(image))``: a picklable wrapper, so DataLoader workers can take it."""
+    """``transform(to_rgb(image))``: a picklable wrapper, so DataLoader workers can take it. With ``size``, the
+    images must come at that (height, width) already (the decoded cache's centre crops)."""
 
-    def __init__(self, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor], size: tuple[int, int] | None = None) -> None:
         self.transform = transform
+        self.size = size
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        if self.size is not None and image.size[::-1] != tuple(self.size):
+            raise ValueError(f"expected an image cropped to {self.size} (height, width), got {image.size[::-1]}")
         return self.transform(to_rgb(image))
 
 

@@ -53,6 +53,33 @@ class EvaluationArguments:
             "weights and store it with the unsure threshold in its config.json (train.py does this itself)."
         },
     )
+    ood: str | None = field(
+        default=None,
+        metadata={
+            "help": "Images of none of the model's classes: any source --dataset takes (its test split; its labels "
+            "do not matter), or synthetic_ood, the built-in shapes, textures and scenes. Reports AUROC, FPR at 95%% "
+            "TPR and the share of them the thresholds accept, for the maximum softmax probability, the maximum "
+            "logit and the energy score: ood.json and ood_scores.png."
+        },
+    )
+    save_open_set_rule: bool = field(
+        default=True,
+        metadata={
+            "help": "With --ood, for a calibrated local model folder and the whole split: store the recommended rule "
+            "(the score with the lowest FPR at 95%% TPR, its validation threshold) in its config.json, where "
+            "FlowerClassifier and the demo read it."
+        },
+    )
+    update_card: bool = field(
+        default=True, metadata={"help": "Add the scores to the model-index of MODEL/README.md, a run folder's card."}
+    )
+    push_results: str | None = field(
+        default=None,
+        metadata={
+            "help": "A published model repository, OWNER/NAME: add the scores to its card's model-index and upload "
+            "the output folder to eval_<split>/ in it, in one commit (needs the whole split)."
+        },
+    )
     calibration_bins: int = field(default=NUM_BINS, metadata={"help": "Equal-width bins of the ECE."})
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use a seeded random subset of this many images of each split (quick checks)."}
@@ -76,5 +103,7 @@ class EvaluationArguments:
             raise ArgumentError(f"--output_dir is needed: the model {self.model!r} is not a local folder")
         if self.save_calibration and (is_hub_id(self.model) or self.max_eval_samples is not None):
             raise ArgumentError("--save_calibration needs a local model folder and the whole validation split")
+        if self.push_results is not None and (not is_hub_id(self.push_results) or self.max_eval_samples is not None):
+            raise ArgumentError("--push_results needs a Hub repository id, OWNER/NAME, and the whole split")
         if self.batch_size < 1 or (self.max_eval_samples is not None and self.max_eval_samples < 1):
             raise ArgumentError("--batch_size and --max_eval_samples must be at least 1")

@@ -169,11 +169,21 @@ def unsure_threshold(probabilities: np.ndarray, labels: np.ndarray, keep_correct
     """
     probabilities = np.asarray(probabilities)
     correct = probabilities.argmax(axis=1) == np.asarray(labels)
-    confidence = np.sort(probabilities.max(axis=1)[correct])
-    if confidence.size == 0:
+    return keeping_threshold(probabilities.max(axis=1)[correct], keep_correct)
+
+
+def keeping_threshold(scores: np.ndarray, keep: float = KEEP_CORRECT) -> float | None:
+    """The highest threshold that ``keep`` of ``scores`` lie at or above; ``None`` for no scores.
+
+    Args:
+        scores: the scores of the images to keep (higher: keep), shape (n,).
+        keep: the share of them at or above the threshold.
+    """
+    scores = np.sort(np.asarray(scores))
+    if scores.size == 0:
         return None
-    rejected = int(np.floor((1.0 - keep_correct) * confidence.size + 1e-9))  # at most this many correct ones
-    return float(confidence[rejected])
+    rejected = int(np.floor((1.0 - keep) * scores.size + 1e-9))  # at most this many
+    return float(scores[rejected])
 
 
 def fit_calibration(

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from flowers_hf.data.load import SYNTHETIC
+from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.hub import is_hub_id
+from flowers_hf.open_set import SCORE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,13 @@ METRICS = (
     ("top5_accuracy", "Top-5 accuracy", "top_5_accuracy", "Top-5 accuracy", None),
     ("macro_f1", "Macro F1", "f1", "Macro F1", {"average": "macro"}),
     ("mean_per_class_accuracy", "Mean per-class accuracy", "mean_per_class_accuracy", "Mean per-class accuracy", None),
+)
+
+# What python -m flowers_hf.evaluate measures beyond the plain pass: (key suffix, model-index metric type, name).
+LATER_METRICS = (
+    ("tta_accuracy", "accuracy", "Accuracy with test-time augmentation"),
+    ("mean_corruption_accuracy", "mean_corruption_accuracy", "Mean accuracy under corruption"),
+    ("relative_mean_corruption_accuracy", "relative_mean_corruption_accuracy", "Corrupted accuracy / clean accuracy"),
 )
 
 _SECRET_KEY = re.compile(r"token|secret|password|api_key|credential", re.IGNORECASE)
@@ -43,7 +52,7 @@ class RunSummary:
         architecture: the timm architecture, e.g. ``resnet18``.
         base_weights: where the initial weights came from: a Hub id (``timm/resnet18.a1_in1k``), a local file,
             or ``None`` for random initialisation.
-        dataset: the data source string: a Hub data set id, ``synthetic``, or a local path.
+        dataset: the data set the model was trained on (``flowers_hf.data.identity``).
         split_sizes: images per split, e.g. ``{"train": 1020, "validation": 1020, "test": 6149}``.
         class_names: class names in label id order.
         preprocessing: the model's input contract.
@@ -54,11 +63,13 @@ class RunSummary:
         test_metrics: ``test_*`` metrics of the final model on the test split.
         hub_model_id: ``user/name`` when the model is pushed to the Hub.
         plots: image file names inside the run folder, embedded in the card.
+        confusions: the test split's most-confused pairs of classes
+            (``flowers_hf.evaluation.mistakes.confused_pairs``), shown as a table.
     """
 
     architecture: str
     base_weights: str | None
-    dataset: str
+    dataset: DatasetIdentity
     split_sizes: dict[str, int]
     class_names: list[str]
     preprocessing: Preprocessing
@@ -68,6 +79,7 @@ class RunSummary:
     test_metrics: dict[str, float]
     hub_model_id: str | None = None
     plots: list[str] = field(default_factory=list)
+    confusions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_model_card(summary: RunSummary) -> ModelCard:
@@ -94,15 +106,15 @@ def write_model_card(summary: RunSummary, output_dir: str | Path) -> Path:
 
 
 def _card_data(summary: RunSummary) -> ModelCardData:
-    hub_dataset = is_hub_id(summary.dataset)
-    tags = ["image-classification", "timm", "transformers", "fine-grained"]
-    tags.append("synthetic-data" if summary.dataset == SYNTHETIC else "flowers-102")
+    dataset = summary.dataset
+    tags = ["image-classification", "timm", "transformers"]
+    tags += ["synthetic-data"] if dataset.synthetic else ["flowers-102", "fine-grained"] if dataset.flowers102 else []
     eval_results = _eval_results(summary)
     return ModelCardData(
         library_name="timm",
         pipeline_tag="image-classification",
         tags=tags,
-        datasets=[summary.dataset] if hub_dataset else None,
+        datasets=[dataset.hub_id] if dataset.hub_id else None,
         base_model=summary.base_weights if is_hub_id(summary.base_weights) else None,
         metrics=sorted({result.metric_type for result in eval_results}) or None,
         model_name=_title(summary),
@@ -111,10 +123,33 @@ def _card_data(summary: RunSummary) -> ModelCardData:
 
 
 def _eval_results(summary: RunSummary) -> list[EvalResult]:
-    dataset_type, dataset_name = _dataset_identity(summary.dataset)
+    return evaluation_results(summary.test_metrics, "test", "test", summary.dataset)
+
+
+def evaluation_results(
+    metrics: dict[str, Any],
+    prefix: str,
+    split: str,
+    dataset: DatasetIdentity,
+    metric_args: dict[str, dict[str, Any]] | None = None,
+) -> list[EvalResult]:
+    """The model-index entries of a split's scores: accuracy, top-5, macro F1, mean per-class accuracy and, where
+    measured, accuracy with TTA and under corruption.
+
+    Args:
+        metrics: ``<prefix>_<metric>`` scores, as in ``test_results.json``; missing ones are left out.
+        prefix: the scores' prefix (``test``, ``eval``).
+        split: the split's name.
+        dataset: the data set scored.
+        metric_args: per metric (key suffix, e.g. ``mean_corruption_accuracy``), what it was measured with (the
+            TTA views, the corruptions and severities); entries that differ in them are kept apart.
+    """
+    dataset_type, dataset_name = _dataset_identity(dataset)
+    rows = [(suffix, kind, name, args) for suffix, _, kind, name, args in METRICS]
+    rows += [(suffix, kind, name, (metric_args or {}).get(suffix)) for suffix, kind, name in LATER_METRICS]
     results = []
-    for suffix, _, metric_type, metric_name, metric_args in METRICS:
-        value = summary.test_metrics.get(f"test_{suffix}")
+    for suffix, metric_type, metric_name, args in rows:
+        value = metrics.get(f"{prefix}_{suffix}")
         if value is None:
             continue
         results.append(
@@ -123,29 +158,67 @@ def _eval_results(summary: RunSummary) -> list[EvalResult]:
                 task_name="Image Classification",
                 dataset_type=dataset_type,
                 dataset_name=dataset_name,
-                dataset_split="test",
+                dataset_split=split,
                 metric_type=metric_type,
                 metric_name=metric_name,
                 metric_value=round(float(value), 4),
-                metric_args=metric_args,
+                metric_args=args,
             )
         )
     return results
 
 
-def _dataset_identity(dataset: str) -> tuple[str, str]:
+def add_eval_results(card: ModelCard, results: list[EvalResult], model_name: str) -> ModelCard:
+    """``card`` with ``results`` in its model-index: an entry of the same measurement (task, data, split, metric and
+    its arguments alike: ``EvalResult.is_equal_except_value``) takes the new value, the others are added.
+
+    Args:
+        card: a model card (``ModelCard.load`` of a file or a Hub repo).
+        results: the entries, e.g. from :func:`evaluation_results`.
+        model_name: the model-index name, where the card has none yet.
+    """
+    entries = list(card.data.eval_results or [])
+    for result in results:
+        same = next((entry for entry in entries if result.is_equal_except_value(entry)), None)
+        if same is None:
+            entries.append(result)
+        else:
+            same.metric_value = result.metric_value
+    card.data.model_name = card.data.model_name or model_name
+    card.data.eval_results = entries or None
+    card.data.metrics = sorted({*(card.data.metrics or []), *(entry.metric_type for entry in entries)}) or None
+    return card
+
+
+def update_model_card(path: str | Path, results: list[EvalResult]) -> Path:
+    """Add ``results`` to the model-index of the card at ``path`` (a run folder's ``README.md``), in place.
+
+    Args:
+        path: the card file.
+        results: the entries, e.g. from :func:`evaluation_results`.
+    """
+    path = Path(path)
+    add_eval_results(ModelCard.load(path), results, path.parent.name).save(path)
+    logger.info("Wrote %d results into the model-index of %s", len(results), path)
+    return path
+
+
+def _dataset_identity(dataset: DatasetIdentity) -> tuple[str, str]:
     # model-index wants a data set "type" (a Hub id where there is one) and a readable name.
-    if dataset == SYNTHETIC:
-        return SYNTHETIC, "Synthetic Flowers-102 stand-in (not real flowers)"
-    if is_hub_id(dataset):
-        return dataset, "Oxford Flowers-102"
-    return "oxford_flowers102", "Oxford Flowers-102 (local copy)"
+    if dataset.synthetic:
+        return dataset.source, "Synthetic Flowers-102 stand-in (not real flowers)"
+    if dataset.hub_id:
+        return dataset.hub_id, dataset.name
+    if dataset.flowers102:
+        return "oxford_flowers102", "Oxford Flowers-102 (local copy)"
+    return dataset.name, f"{dataset.name} (local copy)"
 
 
 def _title(summary: RunSummary) -> str:
     if summary.hub_model_id:
         return summary.hub_model_id.split("/")[-1]
-    return f"{summary.architecture} fine-tuned on {'synthetic data' if summary.dataset == SYNTHETIC else 'Flowers-102'}"
+    data = "synthetic data" if summary.dataset.synthetic else "Flowers-102" if summary.dataset.flowers102 else None
+    return f"{summary.architecture} fine-tuned on {data or summary.dataset.name}"
 
 
 def _template_values(summary: RunSummary) -> dict[str, Any]:
@@ -154,7 +227,10 @@ def _template_values(summary: RunSummary) -> dict[str, Any]:
         "title": _title(summary),
         "summary_line": _summary_line(summary),
         "dataset_line": _dataset_line(summary.dataset),
-        "synthetic": summary.dataset == SYNTHETIC,
+        "synthetic": summary.dataset.synthetic,
+        "flowers102": summary.dataset.flowers102,
+        "official_split": summary.dataset.official_split,
+        "subject": summary.dataset.subject,
         "num_classes": len(summary.class_names),
         "split_sizes": summary.split_sizes,
         "class_names": [_cell(name) for name in summary.class_names],
@@ -169,6 +245,7 @@ def _template_values(summary: RunSummary) -> dict[str, Any]:
         "test_size": summary.split_sizes.get("test", 0),
         "interval": _accuracy_interval(summary.test_metrics.get("test_accuracy"), summary.split_sizes.get("test", 0)),
         "plots": [_plot(name) for name in summary.plots],
+        "confusions": [_confusion_row(pair) for pair in summary.confusions],
         "model_ref": model_ref,
         "timm_ref": f"hf-hub:{summary.hub_model_id}" if summary.hub_model_id else f"local-dir:{LOCAL_PLACEHOLDER}",
         "seed_text": f" ({summary.training['seed']})" if summary.training.get("seed") is not None else "",
@@ -177,7 +254,7 @@ def _template_values(summary: RunSummary) -> dict[str, Any]:
 
 def _summary_line(summary: RunSummary) -> str:
     height, width = summary.preprocessing.input_size
-    data = "the synthetic stand-in data set" if summary.dataset == SYNTHETIC else "Oxford Flowers-102"
+    data = "the synthetic stand-in data set" if summary.dataset.synthetic else summary.dataset.name
     how = "trained from scratch" if summary.base_weights is None else "fine-tuned"
     return (
         f"A timm `{summary.architecture}` image classifier {how} on {data}: "
@@ -185,12 +262,14 @@ def _summary_line(summary: RunSummary) -> str:
     )
 
 
-def _dataset_line(dataset: str) -> str:
-    if dataset == SYNTHETIC:
+def _dataset_line(dataset: DatasetIdentity) -> str:
+    if dataset.synthetic:
         return "`synthetic` (procedurally drawn offline stand-in, see the warning below)"
-    if is_hub_id(dataset):
-        return f"[{dataset}](https://huggingface.co/datasets/{dataset}) on the Hugging Face Hub"
-    return f"a local copy of the data (`{dataset}`)"
+    if dataset.hub_id:
+        what = "a copy of Oxford Flowers-102 " if dataset.flowers102 else ""
+        return f"[{dataset.hub_id}]({dataset.url}), {what}on the Hugging Face Hub"
+    what = f"[Oxford Flowers-102]({dataset.url}), " if dataset.flowers102 else ""
+    return f"{what}a local copy of the data (`{dataset.source}`)"
 
 
 def _base_weights_line(base_weights: str | None) -> str:
@@ -263,6 +342,15 @@ def _plot(name: str) -> dict[str, str]:
     return {"alt": path.stem.replace("_", " ").capitalize(), "path": link}
 
 
+def _confusion_row(pair: dict[str, Any]) -> dict[str, str]:
+    return {
+        "true": _cell(pair["true"]),
+        "predicted": _cell(pair["predicted"]),
+        "count": str(pair["count"]),
+        "share": _percent(pair["share_of_true"]),
+    }
+
+
 def _percent(value: float) -> str:
     return f"{100 * float(value):.2f}%"
 
@@ -278,3 +366,92 @@ def _format_value(value: Any) -> str:
 def _cell(text: str) -> str:
     """Text safe inside a markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+# The card's section on the ONNX export, between markers so that another export replaces it.
+ONNX_TEMPLATE_PATH = Path(__file__).with_name("model_card_onnx.md")
+ONNX_MARKERS = ("<!-- flowers_hf export: onnx -->", "<!-- /flowers_hf export: onnx -->")
+
+
+def add_onnx_usage(card_path: Path, record: dict[str, Any]) -> None:
+    """Put the section on running the exported files (``python -m flowers_hf.export``) into a run's model card:
+    in place of an earlier one, else before Limitations, else at the end.
+
+    Args:
+        card_path: the run's ``README.md``.
+        record: the export's ``export.json``.
+    """
+    put_section(card_path, ONNX_MARKERS, _onnx_section(record))
+    logger.info("Added the ONNX section to %s", card_path)
+
+
+def put_section(card_path: Path, markers: tuple[str, str], body: str) -> None:
+    """Put ``body`` between ``markers`` into a model card: in place of an earlier one, else before Limitations, else
+    at the end.
+
+    Args:
+        card_path: the card file.
+        markers: the HTML comments that open and close the section.
+        body: the section's Markdown.
+    """
+    section = "\n".join((markers[0], body.strip(), markers[1]))
+    text = card_path.read_text(encoding="utf-8")
+    start, end = (text.find(marker) for marker in markers)
+    if start >= 0 and end > start:
+        text = text[:start] + section + text[end + len(markers[1]) :]
+    elif "\n## Limitations" in text:
+        text = text.replace("\n## Limitations", f"\n{section}\n\n## Limitations", 1)
+    else:
+        text = f"{text.rstrip()}\n\n{section}\n"
+    card_path.write_text(text, encoding="utf-8")
+
+
+def _onnx_section(record: dict[str, Any]) -> str:
+    files = list(record["files"])
+    _, _, height, width = record["how"]["input"]["shape"]
+    int8 = "model_int8.onnx" in files
+    return jinja2.Template(ONNX_TEMPLATE_PATH.read_text(encoding="utf-8")).render(
+        date=record["how"]["date"],
+        files=" and ".join(f"`{name}`" for name in files),
+        height=height,
+        width=width,
+        comparison=record.get("comparison"),
+        int8_method=record.get("int8", {}).get("method"),
+        percent=_percent,
+        model_ref=LOCAL_PLACEHOLDER,
+        backend="onnx-int8" if int8 else "onnx",
+        file="model_int8.onnx" if int8 else "model.onnx",
+    )
+
+
+# The card's section on images of none of the classes (ood.json), between markers so that a later measurement
+# replaces it; apart from the model-index, which holds the classification scores.
+OPEN_SET_TEMPLATE_PATH = Path(__file__).with_name("model_card_open_set.md")
+OPEN_SET_MARKERS = ("<!-- flowers_hf open set -->", "<!-- /flowers_hf open set -->")
+
+
+def add_open_set_section(card_path: Path, report: dict[str, Any], plot: str) -> None:
+    """Put the figures of an ``ood.json`` (``train.py --holdout_classes``, ``python -m flowers_hf.evaluate --ood``)
+    into a run's model card, in place of earlier ones.
+
+    Args:
+        card_path: the run's ``README.md``.
+        report: the ``ood.json`` (``flowers_hf.evaluation.ood.open_set_report``).
+        plot: the score distributions' image, relative to the run folder.
+    """
+    rows = [
+        {
+            "name": SCORE_NAMES[name],
+            "auroc": f"{entry['auroc']:.4f}",
+            "fpr": _percent(entry["fpr_at_95_tpr"]),
+            "threshold": "—" if entry["threshold"] is None else f"{entry['threshold']:.4f}",
+            "ood_accepted": "—" if entry["ood_accepted"] is None else _percent(entry["ood_accepted"]),
+            "known_accepted": "—" if entry["known_accepted"] is None else _percent(entry["known_accepted"]),
+        }
+        for name, entry in report["scores"].items()
+    ]
+    body = jinja2.Template(OPEN_SET_TEMPLATE_PATH.read_text(encoding="utf-8")).render(
+        report=report, rows=rows, plot=plot, percent=_percent, names=SCORE_NAMES
+    )
+    put_section(card_path, OPEN_SET_MARKERS, body)
+    logger.info("Added the open-set figures to %s", card_path)

@@ -1,5 +1,5 @@
-"""Every figure: confusion matrix, loss and accuracy curves across stages, augmentation samples, reliability diagrams
-and accuracy under corruption.
+"""Every figure: confusion matrix, loss and accuracy curves across stages, augmentation samples, the most confident
+mistakes, accuracy per class, reliability diagrams, accuracy under corruption and open-set scores.
 
 Built on ``matplotlib.figure.Figure`` rather than ``pyplot``: no global figure registry, no backend to select,
 nothing left open after a figure is saved (PNG output goes through Agg).
@@ -21,10 +21,13 @@ from matplotlib.ticker import PercentFormatter
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
-from flowers_hf.data.transforms import denormalize
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import build_eval_transform, denormalize
 from flowers_hf.evaluation.calibration import NUM_BINS, ReliabilityBins, reliability_bins, softmax
 from flowers_hf.evaluation.corruptions import SEVERITIES
+from flowers_hf.evaluation.mistakes import Mistake, worst_first
 from flowers_hf.images import to_rgb
+from flowers_hf.open_set import SCORE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +215,74 @@ def _show(ax: Axes, pixels: np.ndarray, title: str) -> None:
     ax.set_axis_off()
 
 
+def plot_top_mistakes(
+    images: list[Image.Image], mistakes: list[Mistake], prep: Preprocessing, class_names: list[str], path: str | Path
+) -> None:
+    """Save a grid of the most confident wrong predictions, each image as the model saw it (the eval transform of
+    ``prep``, de-normalised), titled with the true class, the predicted one and its probability.
+
+    Args:
+        images: the source image of each mistake, in the same order.
+        mistakes: from :func:`flowers_hf.evaluation.mistakes.top_mistakes`, most confident first.
+        prep: the model's preprocessing.
+        class_names: name of each class id.
+        path: image file to write.
+    """
+    if len(images) != len(mistakes):
+        raise ValueError(f"need an image per mistake; got {len(images)} images and {len(mistakes)} mistakes")
+    transform, columns = build_eval_transform(prep), 4
+    rows = max(1, math.ceil(len(mistakes) / columns))
+    fig = Figure(figsize=(columns * (_CELL_INCHES + 0.6), rows * (_CELL_INCHES + 0.9)))
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, image, mistake in zip(axes, images, mistakes, strict=False):
+        title = (
+            f"true: {class_names[mistake.label]}\npredicted: {class_names[mistake.predicted]}\n"
+            f"({mistake.probability:.0%})"
+        )
+        _show(ax, denormalize(transform(image), prep.mean, prep.std), title)
+    for ax in axes[len(mistakes) :]:
+        ax.set_axis_off()
+    if not mistakes:
+        axes[0].text(0.5, 0.5, "no mistakes", transform=axes[0].transAxes, ha="center", va="center", color="grey")
+    fig.suptitle(f"the {len(mistakes)} most confident mistakes (probability of the predicted class)")
+    _save(fig, path)
+
+
+def plot_per_class_accuracy(accuracy: np.ndarray, class_names: list[str], path: str | Path, named: int = 10) -> None:
+    """Save every class's accuracy, worst first, beside the ``named`` worst classes by name with their accuracy;
+    classes without images are left out.
+
+    Args:
+        accuracy: per class id, from :func:`flowers_hf.evaluation.mistakes.per_class_accuracy` (NaN: no image).
+        class_names: name of each class id.
+        path: image file to write.
+        named: how many of the worst classes are named.
+    """
+    order = worst_first(accuracy)
+    worst = order[:named]
+    fig = Figure(figsize=(12, max(3.5, 0.3 * len(worst) + 1.2)))
+    left, right = fig.subplots(1, 2, width_ratios=[1, 2])
+    left.barh(np.arange(len(worst)), accuracy[worst], color="tab:red")
+    left.set_yticks(np.arange(len(worst)), [class_names[i] for i in worst], fontsize=8)
+    left.invert_yaxis()  # the worst on top
+    for row, value in enumerate(accuracy[worst]):
+        left.text(value, row, f" {value:.0%}", va="center", fontsize=8)
+    left.set_xlim(0, 1.15)
+    left.xaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    left.set_title(f"the {len(worst)} worst classes", fontsize=10)
+    colours = ["tab:red"] * len(worst) + ["tab:blue"] * (len(order) - len(worst))
+    right.bar(np.arange(len(order)), accuracy[order], width=0.85, color=colours)
+    mean = float(np.mean(accuracy[order])) if len(order) else float("nan")
+    right.axhline(mean, color="grey", linestyle="--", linewidth=1, label=f"mean per-class accuracy {mean:.1%}")
+    right.set_ylim(0, 1.02)
+    right.set_xticks([])
+    right.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+    right.set_xlabel(f"all {len(order)} classes, worst first")
+    right.set_title("accuracy (recall) of each class", fontsize=10)
+    right.legend(loc="upper left", fontsize=8)
+    _save(fig, path)
+
+
 def plot_reliability_diagram(
     logits: np.ndarray, labels: np.ndarray, temperature: float, path: str | Path, num_bins: int = NUM_BINS
 ) -> None:
@@ -283,6 +354,32 @@ def plot_robustness(summary: dict[str, Any], path: str | Path, columns: int = 4)
         f"accuracy under corruption: clean {clean:.1%} (dashed), "
         f"mean over corruptions and severities {summary['mean_corruption_accuracy']:.1%}"
     )
+    _save(fig, path)
+
+
+def plot_ood_scores(pairs: dict[str, tuple[np.ndarray, np.ndarray]], report: dict[str, Any], path: str | Path) -> None:
+    """Save, a panel per score, the distributions of the known and the unknown images' scores with the threshold
+    chosen on validation, each titled with its AUROC and FPR at 95 % TPR.
+
+    Args:
+        pairs: ``{score: (known scores, unknown scores)}`` (:func:`flowers_hf.evaluation.ood.score_pairs`).
+        report: the ``ood.json`` of the same scores (:func:`flowers_hf.evaluation.ood.open_set_report`).
+        path: image file to write.
+    """
+    fig = Figure(figsize=(4.2 * len(pairs), 3.8), layout="constrained")  # room for the titles above the panels
+    for ax, (name, (known, unknown)) in zip(fig.subplots(1, len(pairs), squeeze=False)[0], pairs.items(), strict=True):
+        entry = report["scores"][name]
+        bins = np.histogram_bin_edges(np.r_[known, unknown], bins=40)
+        ax.hist(known, bins=bins, density=True, alpha=0.6, color="tab:blue", label=f"known ({len(known):,})")
+        ax.hist(unknown, bins=bins, density=True, alpha=0.6, color="tab:red", label=f"unknown ({len(unknown):,})")
+        if entry["threshold"] is not None:
+            ax.axvline(entry["threshold"], color="black", linestyle="--", linewidth=1, label="validation threshold")
+        ax.set_title(f"{SCORE_NAMES[name]}\nAUROC {entry['auroc']:.3f}, FPR at 95% TPR {entry['fpr_at_95_tpr']:.1%}",
+                     fontsize=9)  # fmt: skip
+        ax.set_xlabel("score (higher: more like a known class)", fontsize=8)
+        ax.set_yticks([])
+        ax.legend(fontsize=7)
+    fig.suptitle(f"known classes against {report['ood_source']}", fontsize=10)
     _save(fig, path)
 
 

@@ -1,4 +1,5 @@
-"""Publishing to the Hugging Face Hub: a finished run folder as a model repository, ``demo/`` as a Gradio Space.
+"""Publishing to the Hugging Face Hub: a finished run folder as a model repository, a later evaluation into it, and
+``demo/`` as a Gradio Space.
 
 The token comes from HF_TOKEN or the login cache (`hf auth login`); it is never logged or written anywhere. The
 command line is ``python -m flowers_hf.hub push …`` (``flowers_hf/hub/__main__.py``).
@@ -9,13 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, SpaceCard
 from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
 
 from flowers_hf.errors import HubPushError, MissingFileError
 from flowers_hf.hub import is_hub_id
-from flowers_hf.reporting.model_card import LOCAL_PLACEHOLDER
+from flowers_hf.reporting.model_card import LOCAL_PLACEHOLDER, add_eval_results
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ def check_push_access(repo_id: str, token: str | None = None) -> str:
 
 def push_model(run_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
     """Publish a run folder written by ``train.py``: weights, ``config.json`` (which holds the image processor's
-    configuration for a timm model), the model card with its plots, and the results; never the checkpoints.
+    configuration for a timm model), the model card with its plots, the results and, when ``python -m
+    flowers_hf.export`` has written it, ``onnx/`` (the ONNX files and their record); never the checkpoints.
 
     The model card's usage examples are pointed at ``repo_id``. Returns the commit URL.
 
@@ -78,6 +80,40 @@ def push_model(run_dir: str | Path, repo_id: str, token: str | None = None, priv
             f"`python -m flowers_hf.hub push {run_dir} --repo {repo_id}`"
         ) from error
     logger.info("Pushed %d files from %s to %s", len(operations), run_dir, commit.commit_url)
+    return commit.commit_url
+
+
+def push_results(
+    folder: str | Path, repo_id: str, results: list[EvalResult], path_in_repo: str, token: str | None = None
+) -> str:
+    """Add a later evaluation to a published model repository, in one commit: its files (results, reports, figures)
+    under ``path_in_repo`` and its scores in the repository card's model-index. Returns the commit URL.
+
+    Args:
+        folder: the evaluation's output folder.
+        repo_id: the model repository, ``owner/name``; it must have a model card (``README.md``).
+        results: the model-index entries (``flowers_hf.reporting.model_card.evaluation_results``).
+        path_in_repo: where the files go in the repository, e.g. ``eval_test``.
+        token: a Hub token; ``None`` uses ``HF_TOKEN`` or the login cache.
+    """
+    folder = Path(folder)
+    retry = f"the results stay in {folder}; run the evaluation again with --push_results {repo_id}"
+    try:
+        card = ModelCard.load(repo_id, token=token)
+    except Exception as error:  # no such repository or no card, no access, no network
+        raise HubPushError(f"Cannot read the model card of {repo_id} ({_first_line(error)}); {retry}") from error
+    card = add_eval_results(card, results, repo_id.split("/")[-1])
+    operations = [CommitOperationAdd("README.md", str(card).encode())]
+    operations += [
+        CommitOperationAdd(f"{path_in_repo}/{path}", folder / path) for path in _files(folder, [".*", "**/.*"])
+    ]
+    try:
+        commit = HfApi(token=token).create_commit(
+            repo_id, operations, commit_message=f"Add evaluation results ({path_in_repo}) with flowers_hf"
+        )
+    except Exception as error:  # HTTP and connection errors differ between huggingface_hub versions
+        raise HubPushError(f"Uploading the results to {repo_id} failed ({_first_line(error)}); {retry}") from error
+    logger.info("Pushed %d results and %d files to %s", len(results), len(operations) - 1, commit.commit_url)
     return commit.commit_url
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,18 +17,25 @@ import yaml
 from transformers import TimmWrapperForImageClassification
 
 from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
+from flowers_hf.data.holdout import held_out_names
+from flowers_hf.data.identity import DatasetIdentity, identify
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ImageTransform
 from flowers_hf.evaluation.calibration import Calibration
 from flowers_hf.evaluation.metrics import classification_report
+from flowers_hf.evaluation.mistakes import confused_pairs, per_class_accuracy, top_mistakes
+from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule
 from flowers_hf.modeling import save_model
-from flowers_hf.reporting.model_card import RunSummary, write_model_card
+from flowers_hf.reporting.model_card import RunSummary, add_open_set_section, write_model_card
 from flowers_hf.reporting.plots import (
     plot_accuracy_curve,
     plot_augmentation_samples,
     plot_confusion_matrix,
     plot_loss_curve,
+    plot_ood_scores,
+    plot_per_class_accuracy,
     plot_reliability_diagram,
+    plot_top_mistakes,
 )
 from flowers_hf.reporting.publish import push_model
 from flowers_hf.training.stages import StageResult, merged_history
@@ -46,7 +54,22 @@ AUGMENTATION_SAMPLES = "augmentation_samples.png"
 RELIABILITY_PLOT = "reliability_diagram.png"  # validation (train.py) or the evaluated split, before and after scaling
 ROBUSTNESS_FILE = "robustness.json"
 ROBUSTNESS_PLOT = "robustness.png"
-PLOTS = (CONFUSION_MATRIX, LOSS_CURVE, ACCURACY_CURVE, AUGMENTATION_SAMPLES, RELIABILITY_PLOT)  # in the model card
+TOP_MISTAKES = "top_mistakes.png"
+PER_CLASS_ACCURACY = "per_class_accuracy.png"
+CONFUSIONS_FILE = "confusions.json"
+OOD_FILE = "ood.json"  # images of none of the classes: train.py --holdout_classes, python -m flowers_hf.evaluate --ood
+OOD_PLOT = "ood_scores.png"
+# The figures the model card shows, in this order.
+PLOTS = (
+    CONFUSION_MATRIX,
+    PER_CLASS_ACCURACY,
+    TOP_MISTAKES,
+    LOSS_CURVE,
+    ACCURACY_CURVE,
+    AUGMENTATION_SAMPLES,
+    RELIABILITY_PLOT,
+)
+CARD_CONFUSIONS = 10  # most-confused pairs the model card lists (confusions.json has more)
 
 
 @dataclass
@@ -64,6 +87,7 @@ class FinishedRun:
         validation: validation ``(logits, labels)``, uncalibrated, as calibration was fitted on them.
         test: test ``(logits, labels)``.
         calibration: the temperature and unsure threshold.
+        held_out: with ``--holdout_classes``, the uncalibrated logits of the held-out classes' test images.
     """
 
     model: TimmWrapperForImageClassification
@@ -76,6 +100,7 @@ class FinishedRun:
     validation: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
     calibration: Calibration
+    held_out: np.ndarray | None = None
 
 
 def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
@@ -87,15 +112,55 @@ def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
         output_dir: the run's output folder.
     """
     model_args, data_args, _, args = run.arguments
+    open_set = _held_out_report(run)  # before saving: the recommended rule goes into config.json
     save_model(run.model, output_dir, run.prep)
-    write_test_report(*run.test, run.data["train"].features["label"].names, output_dir)
+    class_names = run.data["train"].features["label"].names
+    confusions = write_test_report(
+        *run.test, class_names, output_dir, run.data["test"], run.prep, run.calibration.temperature
+    )["pairs"]
     plot_reliability_diagram(*run.validation, run.calibration.temperature, output_dir / RELIABILITY_PLOT)
     write_plots(merged_history(run.stages), run.data["train"], run.train_transform, run.prep, output_dir)
     summary = run_summary(run.model, model_args, data_args, args, run.prep, run.data, run.stages, run.metrics)
+    summary.confusions = confusions[:CARD_CONFUSIONS]
     write_model_card(summary, output_dir)
+    if open_set is not None:
+        pairs = score_pairs(run.test[0], run.held_out, run.calibration.temperature)
+        write_open_set(open_set, pairs, output_dir, output_dir)
     logger.info("Model, reports and plots written to %s", output_dir)
     if args.push_to_hub:
         push_model(output_dir, args.hub_model_id, token=args.hub_token, private=bool(args.hub_private_repo))
+
+
+def _held_out_report(run: FinishedRun) -> dict[str, Any] | None:
+    """``--holdout_classes``: the held-out classes' test images scored as ``evaluate --ood`` scores a set; the
+    recommended rule stored in the model's config."""
+    if run.held_out is None:
+        return None
+    names = held_out_names(run.data)
+    source = f"{len(names)} classes held out of training ({', '.join(names)})"
+    report = open_set_report(run.test, run.validation, run.held_out, run.calibration, source)
+    return {**report, "held_out_classes": names, "rule_stored": store_rule(run.model, report) is not None}
+
+
+def write_open_set(
+    report: dict[str, Any],
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+    output_dir: Path,
+    run_dir: Path | None,
+) -> None:
+    """``ood.json`` and ``ood_scores.png`` in ``output_dir``; their section in the card of ``run_dir``, if it has one.
+
+    Args:
+        report: the figures (``flowers_hf.evaluation.ood.open_set_report``).
+        pairs: the scores they come from (``flowers_hf.evaluation.ood.score_pairs``).
+        output_dir: where the files go.
+        run_dir: the run folder whose ``README.md`` shows them, or ``None``.
+    """
+    (output_dir / OOD_FILE).write_text(json.dumps(report, indent=2))
+    plot_ood_scores(pairs, report, output_dir / OOD_PLOT)
+    card = run_dir / "README.md" if run_dir is not None else None
+    if card is not None and card.is_file():
+        add_open_set_section(card, report, Path(os.path.relpath(output_dir / OOD_PLOT, run_dir)).as_posix())
 
 
 def save_config(args: tuple[Any, ...], output_dir: Path) -> Path:
@@ -127,13 +192,48 @@ def save_class_weights(weights: torch.Tensor | None, strategy: str, num_classes:
 
 
 def write_test_report(
-    logits: np.ndarray, labels: np.ndarray, class_names: list[str], output_dir: Path
+    logits: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    output_dir: Path,
+    images: datasets.Dataset | None = None,
+    prep: Preprocessing | None = None,
+    temperature: float = 1.0,
+    num_mistakes: int = 16,
 ) -> dict[str, Any]:
-    """``classification_report.json`` and ``confusion_matrix.png`` from the test predictions."""
+    """What a person reads about a split's predictions: ``classification_report.json``, ``confusion_matrix.png``,
+    ``per_class_accuracy.png``, ``confusions.json`` (most-confused pairs, returned) and, given the split's images and
+    the preprocessing, ``top_mistakes.png`` (the most confident wrong predictions, as the model saw them).
+
+    Args:
+        logits: class scores of the split, shape (n, classes).
+        labels: true class ids, shape (n,).
+        class_names: names in class id order.
+        output_dir: where the files go.
+        images: the split, untransformed, in the order of ``logits`` (its ``image`` column).
+        prep: the model's preprocessing, to show each image as the model saw it.
+        temperature: ``softmax(logits / temperature)`` are the model's (calibrated) probabilities.
+        num_mistakes: how many mistakes ``top_mistakes.png`` shows at most.
+    """
     report = classification_report(logits, labels, class_names)
     (output_dir / CLASSIFICATION_REPORT).write_text(json.dumps(report, indent=2))
-    plot_confusion_matrix(labels, logits.argmax(axis=1), class_names, output_dir / CONFUSION_MATRIX)
-    return report
+    predictions = logits.argmax(axis=1)
+    plot_confusion_matrix(labels, predictions, class_names, output_dir / CONFUSION_MATRIX)
+    accuracy = per_class_accuracy(labels, predictions, len(class_names))
+    plot_per_class_accuracy(accuracy, class_names, output_dir / PER_CLASS_ACCURACY)
+    confusions = {
+        "num_images": len(labels),
+        "num_wrong": int((predictions != labels).sum()),
+        "pairs": confused_pairs(labels, predictions, class_names),
+    }
+    (output_dir / CONFUSIONS_FILE).write_text(json.dumps(confusions, indent=2))
+    if images is not None and prep is not None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images for {len(labels)} predictions: not the predicted split")
+        mistakes = top_mistakes(logits, labels, num_mistakes, temperature)
+        shown = images.select([mistake.index for mistake in mistakes])["image"] if mistakes else []
+        plot_top_mistakes(shown, mistakes, prep, class_names, output_dir / TOP_MISTAKES)
+    return confusions
 
 
 def write_plots(
@@ -185,7 +285,8 @@ def run_summary(
     return RunSummary(
         architecture=model.config.architecture,
         base_weights=_initial_weights(model_args, model.timm_model.pretrained_cfg),
-        dataset=data_args.dataset,
+        dataset=DatasetIdentity.from_dict(getattr(model.config, "dataset", None))
+        or identify(data_args.dataset, data_args.class_names),
         split_sizes={name: len(split) for name, split in data.items()},
         class_names=data["train"].features["label"].names,
         preprocessing=prep,

@@ -13,7 +13,8 @@ from datasets import Dataset
 from transformers import EarlyStoppingCallback, Trainer
 
 from flowers_hf.data.mixup import build_mixup_collator
-from flowers_hf.data.transforms import collate_fn
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import collate_fn, normalize_pixels
 from flowers_hf.evaluation.metrics import build_compute_metrics
 from flowers_hf.training.ema import EmaCallback
 from flowers_hf.training.loss import WeightedCrossEntropy
@@ -36,13 +37,33 @@ class ClassWeightedTrainer(Trainer):
         loss: WeightedCrossEntropy,
         backbone_learning_rate_scale: float = 1.0,
         train_collator: Callable | None = None,
+        prep: Preprocessing | None = None,
+        channels_last: bool = False,
         **kwargs,
     ):
         super().__init__(*args, compute_loss_func=loss, **kwargs)
         self.loss = loss
         self.backbone_learning_rate_scale = backbone_learning_rate_scale
         self.train_collator = train_collator
+        self.prep = prep
+        self.channels_last = channels_last
         self._train_counts: torch.Tensor | None = None  # [correct, seen] since the last log
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        # transformers 5.23 sends every training and prediction batch through here once it is on the device: uint8
+        # pixels (the default data path) become the model's float input here rather than in the DataLoader
+        # workers, which then do less and send a quarter of the bytes.
+        inputs = super()._prepare_inputs(inputs)
+        pixels = inputs.get("pixel_values")
+        if pixels is not None and pixels.dtype == torch.uint8:
+            if self.prep is None:
+                raise ValueError("uint8 pixel_values need the model's mean and std: build the Trainer with prep")
+            pixels = normalize_pixels(pixels, self.prep.mean, self.prep.std)
+        if pixels is not None and self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        if pixels is not None:
+            inputs["pixel_values"] = pixels
+        return inputs
 
     def get_train_dataloader(self) -> torch.utils.data.DataLoader:
         if self.train_collator is None:
@@ -119,6 +140,7 @@ def build_trainer(
     train_dataset: Dataset,
     eval_dataset: Dataset,
     class_weights: torch.Tensor | None,
+    prep: Preprocessing | None = None,
 ) -> ClassWeightedTrainer:
     """The Trainer of one stage: weighted loss, offline metrics, early stopping on the validation metric; with
     ``FlowersTrainingArguments``' options, mixup/CutMix of the training batches and an EMA of the weights.
@@ -129,6 +151,7 @@ def build_trainer(
         train_dataset: the training split with the training transform attached.
         eval_dataset: the validation split with the eval transform attached.
         class_weights: per-class loss weights, or ``None``.
+        prep: the model's input contract, whose mean and std turn uint8 batches into its input on the device.
     """
     if args.push_to_hub:
         # The Trainer would push every stage's checkpoints as it saves them; train.py publishes the finished
@@ -149,6 +172,7 @@ def build_trainer(
             prob=args.mixup_prob,
             switch_prob=args.mixup_switch_prob,
             label_smoothing=args.label_smoothing_factor,
+            prep=prep,
         )
     return ClassWeightedTrainer(
         model=model,
@@ -161,4 +185,6 @@ def build_trainer(
         callbacks=callbacks,
         loss=WeightedCrossEntropy(class_weights, label_smoothing=args.label_smoothing_factor),
         backbone_learning_rate_scale=args.backbone_learning_rate_scale,
+        prep=prep,
+        channels_last=args.channels_last,
     )

@@ -92,6 +92,10 @@ class FlowersTrainingArguments(TrainingArguments):
         },
     )
 
+    channels_last: bool = field(
+        default=False,
+        metadata={"help": "Batches in channels-last memory layout (faster convolutions on GPUs with tensor cores)."},
+    )
     precision: str = field(
         default="auto",
         metadata={"help": "auto (bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU), fp32, fp16 or bf16."},

@@ -1,0 +1,285 @@
+"""Export a run folder for serving on CPUs: ONNX with the calibrated head, and an int8 copy.
+
+    python -m flowers_hf.export runs/quickstart --format onnx
+    python -m flowers_hf.export runs/quickstart --format onnx --quantize int8
+    python -m flowers_hf.export runs/r18 --format onnx --quantize int8 --dataset /data/oxford-flowers102
+    python -m flowers_hf.export runs/vit --format onnx --quantize int8 --int8_method dynamic --eval_split none
+
+Writes RUN/onnx/: model.onnx (fp32, any batch size), with --quantize int8 model_int8.onnx, and export.json: what
+they were made from (the run's weights and config, by SHA-256), how (exporter, versions, opset, input and output,
+preprocessing, quantization settings, calibration images), and how they compare on --eval_split: ONNX fp32 against
+PyTorch (largest difference of the probabilities, accuracy) and int8 against fp32 (top-1 agreement, accuracy
+change). Static int8 calibrates on the first --calibration_images validation images of the data set the run was
+trained with (its train_config.yaml; --dataset overrides it). The run's model card gets a section on running them.
+Serve them with FlowerClassifier.from_pretrained(RUN, backend="onnx-int8") or python demo/app.py --backend onnx-int8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import onnx
+import onnxruntime
+import onnxscript
+import timm
+import torch
+import transformers
+import yaml
+
+from flowers_hf.cli import parse_args, run_cli, setup_logging
+from flowers_hf.config import DataArguments
+from flowers_hf.data import load_flowers
+from flowers_hf.data.labels import check_class_names
+from flowers_hf.data.transforms import build_eval_transform
+from flowers_hf.errors import ArgumentError, MissingFileError
+from flowers_hf.evaluation.evaluator import Evaluator
+from flowers_hf.inference import FlowerClassifier
+from flowers_hf.onnx_export import INT8_METHODS, calibration_batches, choose_int8_method, export_onnx, quantize_int8
+from flowers_hf.onnx_model import INPUT_NAME, ONNX_DIR, ONNX_FILES, OUTPUT_NAME, RECORD_FILE, sha256
+from flowers_hf.reporting.model_card import add_onnx_usage
+from flowers_hf.reporting.run_folder import CONFIG_FILE
+
+logger = logging.getLogger("flowers_hf.export")
+
+PROG = "python -m flowers_hf.export"
+FORMATS = ("onnx",)
+QUANTIZATIONS = ("int8",)
+EVAL_SPLITS = ("test", "validation", "none")
+
+
+@dataclass
+class ExportArguments:
+    """What to export from which run, and the images that calibrate and check it."""
+
+    run: str | None = field(
+        default=None, metadata={"help": "The run folder written by train.py (may come first, without --run)."}
+    )
+    format: str = field(default="onnx", metadata={"help": "Export format: onnx."})
+    quantize: str | None = field(default=None, metadata={"help": "Also write an int8 copy: int8."})
+    int8_method: str = field(
+        default="auto",
+        metadata={
+            "help": "static (activation ranges calibrated on validation images), dynamic (ranges per batch at run "
+            "time; no images needed), or auto: static for convolutional networks, dynamic for ones with attention."
+        },
+    )
+    calibration_images: int = field(default=256, metadata={"help": "Validation images that calibrate static int8."})
+    eval_split: str = field(
+        default="test",
+        metadata={"help": "Compare the exported models with PyTorch on this split: test, validation, none."},
+    )
+    max_eval_images: int | None = field(default=None, metadata={"help": "At most this many images of --eval_split."})
+    dataset: str | None = field(
+        default=None, metadata={"help": "The data set of calibration and comparison (default: the run's own)."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Images per forward pass when comparing."})
+
+    def __post_init__(self) -> None:
+        if not self.run:
+            raise ArgumentError(f"give the run folder: {PROG} RUN_DIR --format onnx")
+        for name, value, allowed in (
+            ("--format", self.format, FORMATS),
+            ("--quantize", self.quantize, (None, *QUANTIZATIONS)),
+            ("--int8_method", self.int8_method, INT8_METHODS),
+            ("--eval_split", self.eval_split, EVAL_SPLITS),
+        ):
+            if value not in allowed:
+                raise ArgumentError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
+        if self.calibration_images < 1 or self.batch_size < 1 or (self.max_eval_images or 1) < 1:
+            raise ArgumentError("--calibration_images, --batch_size and --max_eval_images must be positive")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    (args,) = parse_args((ExportArguments,), _run_flag_first(argv), prog=PROG)
+    run = check_run_folder(Path(args.run).expanduser())
+    classifier = FlowerClassifier.from_pretrained(run)
+    folder = run / ONNX_DIR
+    for name in (*ONNX_FILES.values(), RECORD_FILE):  # nothing of an earlier export may outlive this one
+        (folder / name).unlink(missing_ok=True)
+
+    # fp32, then int8 (static needs the validation images), then both against PyTorch on --eval_split.
+    fp32 = folder / ONNX_FILES["onnx"]
+    export_onnx(classifier.model, fp32, classifier.prep.input_size)
+    method = choose_int8_method(fp32) if args.int8_method == "auto" else args.int8_method
+    data = _load_data(args, run, classifier.class_names) if _needs_data(args, method) else None
+    record = export_record(run, classifier, fp32, ["python", "-m", "flowers_hf.export", *argv])
+    if args.quantize:
+        calibration = None
+        if method == "static":
+            transform = build_eval_transform(classifier.prep)  # the one eval pipeline, as served
+            calibration = calibration_batches(data["validation"], transform, args.calibration_images, args.batch_size)
+        record["int8"] = quantize_int8(fp32, folder / ONNX_FILES["onnx-int8"], method, calibration)
+    record["files"] = {path.name: {"sha256": sha256(path), "bytes": path.stat().st_size} for path in _exported(folder)}
+    if args.eval_split != "none":
+        split = _first(data[args.eval_split], args.max_eval_images)
+        record["comparison"] = compare_backends(run, classifier, split, args.eval_split, args.batch_size)
+
+    (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
+    if (run / "README.md").is_file():
+        add_onnx_usage(run / "README.md", record)
+    print(summary_text(record, folder))
+    return record
+
+
+def check_run_folder(run: Path) -> Path:
+    """``run`` if it holds a timm model written by ``train.py``; else a ``UserError`` that says what is wrong."""
+    missing = [name for name in ("config.json", "model.safetensors") if not (run / name).is_file()]
+    if missing:
+        raise MissingFileError(f"{run} is not a run folder written by train.py: {', '.join(missing)} missing")
+    config = json.loads((run / "config.json").read_text())
+    if "architecture" not in config:  # timm's Hub layout names the architecture; transformers' own models do not
+        raise ArgumentError(
+            f"{run}/config.json describes a {config.get('model_type', 'non-timm')!r} model, not a timm one: "
+            f"{PROG} exports the timm models that train.py writes"
+        )
+    return run
+
+
+def export_record(run: Path, classifier: FlowerClassifier, fp32: Path, command: list[str]) -> dict[str, Any]:
+    """What ``fp32`` was made from and how, for ``export.json``.
+
+    Args:
+        run: the run folder.
+        classifier: the run as loaded for the export.
+        fp32: the exported ``model.onnx``.
+        command: the command line that made it.
+    """
+    config = classifier.model.config
+    height, width = classifier.prep.input_size
+    libraries = (torch, onnx, onnxscript, onnxruntime, timm, transformers)
+    calibrated = getattr(config, "calibration", None)
+    return {
+        "format": "onnx",
+        "made_from": {
+            "run": run.name,  # only the folder's name: the rest is a path on this machine
+            "model_sha256": sha256(run / "model.safetensors"),
+            "config_sha256": sha256(run / "config.json"),
+            "architecture": config.architecture,
+            "num_classes": config.num_labels,
+            "calibration": calibrated,
+        },
+        "how": {
+            "command": shlex.join(command),
+            "date": datetime.date.today().isoformat(),
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "opset": _opset(fp32),
+            "versions": {module.__name__: module.__version__ for module in libraries},
+            "input": {"name": INPUT_NAME, "shape": ["batch", 3, height, width], "dtype": "float32"},
+            "output": {"name": OUTPUT_NAME, "shape": ["batch", config.num_labels], "calibrated": bool(calibrated)},
+            "preprocessing": dataclasses.asdict(classifier.prep),
+        },
+    }
+
+
+def compare_backends(
+    run: Path, classifier: FlowerClassifier, split: datasets.Dataset, split_name: str, batch_size: int
+) -> dict[str, Any]:
+    """Every exported model against PyTorch on ``split``, with the same preprocessing: ONNX fp32's largest
+    probability difference and accuracy; int8's top-1 agreement with fp32 and its accuracy change, in points.
+
+    Args:
+        run: the run folder with ``onnx/``.
+        classifier: the PyTorch model of the run.
+        split: the images, with labels.
+        split_name: its name, for the record.
+        batch_size: images per forward pass.
+    """
+    passes = {"pytorch": _predict(classifier, split, "pytorch", batch_size)}
+    for backend, name in ONNX_FILES.items():
+        if (run / ONNX_DIR / name).is_file():
+            served = FlowerClassifier.from_pretrained(run, backend=backend)
+            passes[backend] = _predict(served, split, backend, batch_size)
+    labels = np.asarray(split["label"])
+    probabilities = {backend: torch.from_numpy(logits).softmax(-1).numpy() for backend, logits in passes.items()}
+    top1 = {backend: p.argmax(1) for backend, p in probabilities.items()}
+    result: dict[str, Any] = {"split": split_name, "images": len(labels)}
+    result |= {f"{backend}_accuracy": float((top1[backend] == labels).mean()) for backend in passes}
+    result["onnx_max_abs_probability_difference"] = float(
+        np.abs(probabilities["onnx"] - probabilities["pytorch"]).max()
+    )
+    if "onnx-int8" in passes:
+        result["int8_top1_agreement"] = float((top1["onnx-int8"] == top1["onnx"]).mean())
+        result["int8_accuracy_change_points"] = 100 * (result["onnx-int8_accuracy"] - result["onnx_accuracy"])
+        result["int8_max_abs_probability_difference"] = float(
+            np.abs(probabilities["onnx-int8"] - probabilities["onnx"]).max()
+        )
+    return result
+
+
+def summary_text(record: dict[str, Any], folder: Path) -> str:
+    """The files written and how they compare, for the terminal."""
+    lines = [f"Exported {record['made_from']['run']} ({record['made_from']['architecture']}) to {folder}:"]
+    lines += [f"  {name:<18}{entry['bytes'] / 1e6:8.1f} MB" for name, entry in record["files"].items()]
+    if "int8" in record:
+        lines.append(f"  int8: {record['int8']['method']} quantization")
+    if comparison := record.get("comparison"):
+        lines.append(
+            f"  {comparison['split']} ({comparison['images']:,} images): PyTorch {comparison['pytorch_accuracy']:.2%}, "
+            f"ONNX fp32 {comparison['onnx_accuracy']:.2%} (probabilities within "
+            f"{comparison['onnx_max_abs_probability_difference']:.1e})"
+        )
+        if "int8_top1_agreement" in comparison:
+            lines.append(
+                f"  int8 {comparison['onnx-int8_accuracy']:.2%} ({comparison['int8_accuracy_change_points']:+.2f} "
+                f"points), top-1 agreement with fp32 {comparison['int8_top1_agreement']:.2%}"
+            )
+    return "\n".join(lines)
+
+
+def _predict(classifier: FlowerClassifier, split: datasets.Dataset, backend: str, batch_size: int) -> np.ndarray:
+    return Evaluator(classifier, batch_size, disable_tqdm=True).predict(split, backend).logits
+
+
+def _run_flag_first(argv: list[str]) -> list[str]:
+    """``RUN`` may come first without ``--run``."""
+    return ["--run", *argv] if argv and not argv[0].startswith("-") else argv
+
+
+def _needs_data(args: ExportArguments, method: str) -> bool:
+    return args.eval_split != "none" or (args.quantize is not None and method == "static")
+
+
+def _load_data(args: ExportArguments, run: Path, class_names: list[str]) -> datasets.DatasetDict:
+    """The data set the run was trained with (its ``train_config.yaml``), or ``--dataset``, checked to have the
+    model's classes in its order."""
+    path = run / CONFIG_FILE
+    saved = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    options = {f.name: saved[f.name] for f in dataclasses.fields(DataArguments) if f.name in saved}
+    if args.dataset:
+        options["dataset"] = args.dataset
+    if "dataset" not in options:
+        raise ArgumentError(
+            f"{run} has no {CONFIG_FILE} naming its data set: give --dataset (or --eval_split none with "
+            "--int8_method dynamic, which need no images)"
+        )
+    data = load_flowers(args=DataArguments(**options))
+    check_class_names(data["train"].features["label"].names, class_names)
+    return data
+
+
+def _first(split: datasets.Dataset, count: int | None) -> datasets.Dataset:
+    return split if count is None or count >= len(split) else split.select(range(count))
+
+
+def _opset(path: Path) -> int:
+    return next(entry.version for entry in onnx.load(str(path)).opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def _exported(folder: Path) -> list[Path]:
+    return [folder / name for name in ONNX_FILES.values() if (folder / name).is_file()]
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main, sys.argv[1:]))

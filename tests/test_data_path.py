@@ -1,0 +1,97 @@
+"""train.py's data path: images decoded once (the cache), uint8 tensors out of the workers, normalised on the device
+with exactly the eval transform's arithmetic, the same augmentation draws as the float path."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from flowers_hf.config import TransformArguments
+from flowers_hf.data.cache import cache_splits
+from flowers_hf.data.mixup import build_mixup_collator
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import (
+    build_eval_transform,
+    build_train_transform,
+    normalize_pixels,
+    with_transforms,
+)
+
+PREP = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
+
+
+def _photo(width: int = 71, height: int = 53, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def test_uint8_eval_input_normalised_on_the_device_equals_the_eval_transform_bit_for_bit():
+    image = _photo()
+    pixels = build_eval_transform(PREP, normalize=False)(image)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 32, 32)
+    assert torch.equal(normalize_pixels(pixels, PREP.mean, PREP.std), build_eval_transform(PREP)(image))
+    batch = torch.stack([pixels, pixels])
+    assert torch.equal(normalize_pixels(batch, PREP.mean, PREP.std)[1], build_eval_transform(PREP)(image))
+    with pytest.raises(TypeError, match="uint8"):
+        normalize_pixels(pixels.float(), PREP.mean, PREP.std)
+
+
+def test_cached_splits_give_the_eval_transforms_inputs_of_the_originals_bit_for_bit(tiny_synthetic):
+    cached = cache_splits(tiny_synthetic, PREP)
+    data = with_transforms(cached, build_train_transform(PREP, seed=0, normalize=False),
+                           build_eval_transform(PREP, normalize=False, cropped=True))  # fmt: skip
+    for split in ("validation", "test"):
+        for index in (0, len(cached[split]) - 1):
+            original = build_eval_transform(PREP)(tiny_synthetic[split][index]["image"])
+            cached_pixels = data[split][index]["pixel_values"]
+            assert cached_pixels.dtype == torch.uint8
+            assert torch.equal(normalize_pixels(cached_pixels, PREP.mean, PREP.std), original)
+    # Training images are kept at 1.15x the input size (never enlarged), decoded once.
+    assert min(cached["train"][0]["image"].size) == min(min(tiny_synthetic["train"][0]["image"].size), 37)
+
+
+def test_the_cache_is_reused_for_the_same_source_and_size_and_rebuilt_for_another_size(tiny_synthetic):
+    first, again = cache_splits(tiny_synthetic, PREP), cache_splits(tiny_synthetic, PREP)
+    assert first["test"].cache_files and first["test"].cache_files == again["test"].cache_files
+    other = cache_splits(tiny_synthetic, resolve_preprocessing("test_resnet", TransformArguments(image_size=24)))
+    assert other["test"].cache_files != first["test"].cache_files
+    assert other["test"][0]["image"].size == (24, 24)
+
+
+def test_the_uint8_training_path_draws_the_same_augmentations_as_the_float_one():
+    image = _photo(90, 60, seed=3)
+    floats = build_train_transform(PREP, seed=7)
+    uint8 = build_train_transform(PREP, seed=7, normalize=False)
+    for _ in range(5):
+        expected, pixels = floats(image), uint8(image)
+        assert pixels.dtype == torch.uint8
+        torch.testing.assert_close(normalize_pixels(pixels, PREP.mean, PREP.std), expected, atol=1e-5, rtol=0)
+
+
+def test_mixup_normalises_uint8_batches_before_mixing():
+    collator = build_mixup_collator(3, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.0, prep=PREP)  # prob 0: not mixed
+    pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    batch = collator([{"pixel_values": p, "labels": torch.tensor(i % 3)} for i, p in enumerate(pixels)])
+    assert batch["pixel_values"].dtype == torch.float32
+    assert torch.equal(batch["pixel_values"], normalize_pixels(pixels, PREP.mean, PREP.std))
+
+
+def test_the_trainer_feeds_the_model_normalised_pixels(tmp_path):
+    from transformers import TrainingArguments
+
+    from flowers_hf.config import ModelArguments
+    from flowers_hf.modeling import build_model
+    from flowers_hf.training.loss import WeightedCrossEntropy
+    from flowers_hf.training.trainer import ClassWeightedTrainer
+
+    model = build_model(ModelArguments(model="test_resnet", pretrained=False), ["a", "b", "c"]).eval()
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    trainer = ClassWeightedTrainer(model=model, args=args, loss=WeightedCrossEntropy(), prep=PREP, channels_last=True)
+    pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    inputs = trainer._prepare_inputs({"pixel_values": pixels, "labels": torch.tensor([0, 1])})
+    assert inputs["pixel_values"].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(inputs["pixel_values"], normalize_pixels(pixels, PREP.mean, PREP.std))
+    plain = ClassWeightedTrainer(model=model, args=args, loss=WeightedCrossEntropy())
+    with pytest.raises(ValueError, match="mean and std"):
+        plain._prepare_inputs({"pixel_values": pixels})
+    floats = torch.randn(2, 3, 32, 32)
+    assert torch.equal(plain._prepare_inputs({"pixel_values": floats})["pixel_values"], floats)  # left alone
