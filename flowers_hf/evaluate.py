@@ -38,6 +38,7 @@ from flowers_hf.data.identity import SYNTHETIC_OOD, identify
 from flowers_hf.data.labels import check_class_names
 from flowers_hf.data.load import load_outside_images
 from flowers_hf.data.tta import TTATransform
+from flowers_hf.data.validate import drop_bad_images
 from flowers_hf.evaluation.arguments import PREFIXES, EvaluationArguments
 from flowers_hf.evaluation.calibration import Calibration
 from flowers_hf.evaluation.corruptions import CORRUPTIONS
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # The model with its preprocessing; the data, whose classes must be the model's, in the same order.
     classifier = FlowerClassifier.from_pretrained(args.model, device=_device(args.device))
     data = load_flowers(args=data_args)
+    # As train.py does: images that cannot be decoded are listed in OUTPUT_DIR/bad_images.json and left out (or,
+    # with --on_bad_image error, stop the command before any pass).
+    data = drop_bad_images(data, data_args.on_bad_image, output_dir, num_proc=args.dataloader_num_workers or None)
     check_class_names(data["train"].features["label"].names, classifier.class_names)
     split = _subset(data[args.split], args.max_eval_samples)
     evaluator = Evaluator(classifier, args.batch_size, args.dataloader_num_workers, args.disable_tqdm)

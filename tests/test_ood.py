@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ROOT, TINY_RUN
+from helpers import ROOT, TINY_RUN, write_imagefolder
 from PIL import Image
 
 from flowers_hf.config import DataArguments
@@ -222,3 +222,11 @@ def test_holdout_classes_trains_on_the_others_and_scores_the_held_out_as_unknown
     args = DataArguments(dataset="synthetic", synthetic_num_classes=6, synthetic_images_per_class=40,
                          synthetic_image_size=32, holdout_classes=2)  # fmt: skip
     assert held_out_names(load_flowers(args=args)) == report["held_out_classes"]
+
+
+def test_an_unknown_set_with_an_undecodable_image_leaves_it_out_and_says_so(tiny_args, tmp_path, caplog):
+    folder = write_imagefolder(tmp_path / "outside", {"train": {"a": 2, "b": 2}, "test": {"a": 3, "b": 3}})
+    (folder / "test" / "a" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a cut-off PNG
+    outside = load_outside_images(str(folder), tiny_args)
+    assert len(outside) == 6  # the 6 whole test images; the broken one left out
+    assert "cannot be decoded and are left out" in caplog.text and "9.png" in caplog.text

@@ -27,6 +27,7 @@ from flowers_hf.data.oxford import is_oxford_folder, load_oxford
 from flowers_hf.data.standardize import SPLITS, standardize
 from flowers_hf.data.synthetic import load_synthetic
 from flowers_hf.data.synthetic_ood import load_synthetic_ood
+from flowers_hf.data.validate import drop_bad_images
 from flowers_hf.errors import MissingFileError
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ def load_outside_images(source: str, args: DataArguments) -> datasets.Dataset:
         args, dataset=source, dataset_revision=None, class_names="auto", image_column=None, label_column=None,
         holdout_classes=0,
     )  # fmt: skip
-    return load_flowers(source, outside)["test"]
+    # Checked like training data: an image that cannot be decoded is counted, logged and left out, not a crash
+    # in the middle of the pass.
+    return drop_bad_images(datasets.DatasetDict({"test": load_flowers(source, outside)["test"]}), "skip")["test"]
 
 
 def identify_loaded(source: str, args: DataArguments, data: datasets.DatasetDict) -> DatasetIdentity:
