@@ -34,9 +34,11 @@ import yaml
 from flowers_hf.cli import parse_args, run_cli, setup_logging
 from flowers_hf.config import DataArguments
 from flowers_hf.data import load_flowers
+from flowers_hf.data.cache import cache_images
 from flowers_hf.data.identity import SYNTHETIC_OOD, identify
 from flowers_hf.data.labels import check_class_names
 from flowers_hf.data.load import load_outside_images
+from flowers_hf.data.transforms import build_eval_transform, eval_crop
 from flowers_hf.data.tta import TTATransform
 from flowers_hf.data.validate import drop_bad_images
 from flowers_hf.evaluation.arguments import PREFIXES, EvaluationArguments
@@ -90,12 +92,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.warning("Calibration is fitted on the split it is evaluated on: its ECE after scaling is optimistic")
     save_to = Path(args.model).expanduser() if args.save_calibration else None
     validation = _subset(data["validation"], args.max_eval_samples)
-    calibration, folded = resolve_calibration(evaluator, validation, save_to, args.calibration_bins)
+    # The plain passes read the decoded, centre-cropped copy train.py made (--cache_images; the same inputs bit for
+    # bit): made now if it is not there, and reused by the next evaluation.
+    (plain_split, plain_validation), plain = (split, validation), None
+    if data_args.cache_images:
+        crop = eval_crop(classifier.prep)
+        plain_split, plain_validation = (
+            cache_images(s, crop, "Decoding and cropping once") for s in (split, validation)
+        )
+        plain = build_eval_transform(classifier.prep, cropped=True)
+    calibration, folded = resolve_calibration(evaluator, plain_validation, save_to, args.calibration_bins, plain)
     divisor = 1.0 if folded else calibration.temperature  # model logits / divisor = calibrated logits
 
     # The plain pass: the scores and reports of training's test pass (flowers_hf.evaluation.scoring), and latency.
     prefix = PREFIXES[args.split]
-    clean = evaluator.predict(split, f"{args.split}: plain")
+    clean = evaluator.predict(plain_split, f"{args.split}: plain", transform=plain)
     logits = uncalibrated(clean.logits, calibration, folded)
     metrics = score_split(logits, clean.labels, calibration, prefix, args.calibration_bins) | clean.timings(prefix)
     write_test_report(clean.logits, clean.labels, classifier.class_names, output_dir, split, classifier.prep, divisor)

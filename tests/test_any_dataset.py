@@ -169,3 +169,16 @@ def test_a_flowers102_hub_copy_still_gets_flower_names():
     out = standardize(data, flowers102=is_flowers102_source("nelorth/oxford-flowers"))
     assert out["train"].features["label"].names == list(FLOWER_NAMES)
     assert out["test"]["label"] == [9, 0]
+
+
+@pytest.mark.slow
+def test_a_hub_snapshot_folder_trains_with_its_own_names(tmp_path):
+    folder = _snapshot(tmp_path / "beans", ["angular_leaf_spot", "bean_rust", "healthy"])
+    output = tmp_path / "run"
+    metrics = train.main(
+        [*SHORT, "--dataset", str(folder), "--validation_fraction", "0.34", "--output_dir", str(output)]
+    )
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    config = json.loads((output / "config.json").read_text())
+    assert config["label_names"] == ["angular_leaf_spot", "bean_rust", "healthy"]
+    assert config["dataset"]["name"] == "beans" and config["dataset"]["subject"] is None

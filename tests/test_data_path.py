@@ -95,3 +95,27 @@ def test_the_trainer_feeds_the_model_normalised_pixels(tmp_path):
         plain._prepare_inputs({"pixel_values": pixels})
     floats = torch.randn(2, 3, 32, 32)
     assert torch.equal(plain._prepare_inputs({"pixel_values": floats})["pixel_values"], floats)  # left alone
+
+
+def test_a_bf16_training_step_runs_under_cpu_autocast_on_uint8_batches(tiny_synthetic, tmp_path):
+    from flowers_hf.config import ModelArguments
+    from flowers_hf.modeling import build_model
+    from flowers_hf.training.trainer import build_trainer
+    from flowers_hf.training.trainer_config import FlowersTrainingArguments
+
+    names = tiny_synthetic["train"].features["label"].names
+    model = build_model(ModelArguments(model="test_resnet", pretrained=False), names)
+    data = with_transforms(tiny_synthetic, build_train_transform(PREP, seed=0, normalize=False),
+                           build_eval_transform(PREP, normalize=False))  # fmt: skip
+    args = FlowersTrainingArguments(
+        output_dir=str(tmp_path), precision="bf16", max_steps=2, per_device_train_batch_size=4, report_to=[],
+        dataloader_num_workers=0, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+        early_stopping_patience=0, disable_tqdm=True,
+    )  # fmt: skip
+    assert args.bf16 and args.use_cpu
+    seen = []
+    model.timm_model.conv1.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    before = model.timm_model.get_classifier().weight.detach().clone()
+    build_trainer(args, model, data["train"], data["validation"], None, prep=PREP).train()
+    assert seen and set(seen) == {torch.bfloat16}  # autocast on the CPU
+    assert not torch.equal(model.timm_model.get_classifier().weight.detach(), before)  # and it learned

@@ -110,3 +110,14 @@ def test_data_for_other_classes_ends_the_command_with_its_message_not_a_tracebac
     argv = [str(tiny_run), "--synthetic_num_classes", "5", "--output_dir", str(tmp_path), "--disable_tqdm", "true"]
     assert run_cli(main, argv) == 1
     assert "the data set's 5 classes are not the model's 6" in caplog.text
+
+
+@pytest.mark.slow
+def test_the_decoded_copy_gives_the_same_scores_as_the_original_images(tiny_run, tmp_path):
+    common = [str(tiny_run), "--disable_tqdm", "true", "--update_card", "false", "--save_open_set_rule", "false"]
+    cached = main([*common, "--output_dir", str(tmp_path / "cached")])
+    original = main([*common, "--cache_images", "false", "--output_dir", str(tmp_path / "original")])
+    timings = {key for key in cached if "ms_per_image" in key}
+    assert {k: v for k, v in cached.items() if k not in timings} == {
+        k: v for k, v in original.items() if k not in timings
+    }

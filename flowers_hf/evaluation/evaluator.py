@@ -119,7 +119,11 @@ class Evaluator:
 
 
 def resolve_calibration(
-    evaluator: Evaluator, validation: datasets.Dataset, save_to: Path | None = None, num_bins: int = NUM_BINS
+    evaluator: Evaluator,
+    validation: datasets.Dataset,
+    save_to: Path | None = None,
+    num_bins: int = NUM_BINS,
+    transform: ImageTransform | None = None,
 ) -> tuple[Calibration, bool]:
     """The calibration to read the scores with, and whether its temperature is folded into the model (then the
     model's logits are calibrated already): the one stored with the model, or one fitted now on ``validation``.
@@ -129,6 +133,7 @@ def resolve_calibration(
         validation: the split to fit on.
         save_to: a model folder to fold a newly fitted calibration into and save (``--save_calibration``).
         num_bins: ECE bins.
+        transform: the transform of ``validation``'s images (default: the eval transform).
     """
     classifier = evaluator.classifier
     stored = Calibration.from_config(classifier.model.config)
@@ -138,7 +143,7 @@ def resolve_calibration(
         if save_to is not None:
             logger.warning("--save_calibration: the model is calibrated already; nothing to save")
         return stored, True
-    fitting = evaluator.predict(validation, "validation: fitting calibration")
+    fitting = evaluator.predict(validation, "validation: fitting calibration", transform=transform)
     if save_to is None:
         calibration = fit_calibration(fitting.logits, fitting.labels, num_bins)
         logger.info(
