@@ -50,9 +50,12 @@ class HubStandIn:
     def answer(self, request: Request) -> tuple[int, dict | list | bytes, dict[str, str]]:
         self.requests.append(request)
         path = urllib.parse.unquote(request.path.split("?")[0])
-        if request.method in ("GET", "HEAD") and (served := self._serve(request, path)) is not None:
-            return served
-        status, payload = self._upload_api(request, path)
+        try:
+            if request.method in ("GET", "HEAD") and (served := self._serve(request, path)) is not None:
+                return served
+            status, payload = self._upload_api(request, path)
+        except _NotFound as missing:
+            return 404, {"error": str(missing)}, {"X-Error-Code": missing.code}
         return status, payload, {}
 
     def _upload_api(self, request: Request, path: str) -> tuple[int, dict]:
@@ -102,19 +105,17 @@ class HubStandIn:
             return self._resolve(kind, match.group(2), match.group(3), match.group(4), request)
         return None
 
-    def _repo(self, kind: str, repo: str, revision: str) -> tuple[dict[str, bytes], str] | tuple[int, dict, dict]:
+    def _repo(self, kind: str, repo: str, revision: str) -> tuple[dict[str, bytes], str]:
+        """The repository's files and commit; a missing repository or revision answers 404 as the Hub does."""
         key = f"{kind}:{repo}"
         if key not in self.commits:
-            return 404, {"error": f"{key} not found"}, {"X-Error-Code": "RepoNotFound"}
+            raise _NotFound(f"{key} not found", "RepoNotFound")
         if revision not in ("main", self.commits[key]):
-            return 404, {"error": f"{key}: no revision {revision}"}, {"X-Error-Code": "RevisionNotFound"}
+            raise _NotFound(f"{key}: no revision {revision}", "RevisionNotFound")
         return self.files[key], self.commits[key]
 
     def _info(self, kind: str, repo: str, revision: str):
-        found = self._repo(kind, repo, revision)
-        if len(found) == 3:
-            return found
-        files, commit = found
+        files, commit = self._repo(kind, repo, revision)
         siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(files.items())]
         info = {"id": repo, "sha": commit, "private": False, "disabled": False, "gated": False, "siblings": siblings,
                 "lastModified": "2026-01-01T00:00:00.000Z", "tags": [], "downloads": 0, "likes": 0}  # fmt: skip
@@ -134,17 +135,11 @@ class HubStandIn:
         return [{"type": "directory", "path": f, "oid": _oid(f.encode())} for f in sorted(folders)] + entries
 
     def _tree(self, kind: str, repo: str, revision: str, folder: str, recursive: bool):
-        found = self._repo(kind, repo, revision)
-        if len(found) == 3:
-            return found
-        files, _ = found
+        files, _ = self._repo(kind, repo, revision)
         return 200, self._entries(files, folder, recursive), {}
 
     def _paths_info(self, kind: str, repo: str, revision: str, body: bytes) -> tuple[int, list | dict]:
-        found = self._repo(kind, repo, revision)
-        if len(found) == 3:
-            return found[0], found[1]
-        files, _ = found
+        files, _ = self._repo(kind, repo, revision)
         form = urllib.parse.parse_qs(body.decode()) if not body.startswith(b"{") else json.loads(body)
         asked = form.get("paths", [])
         asked = [asked] if isinstance(asked, str) else asked
@@ -152,12 +147,9 @@ class HubStandIn:
         return 200, [entry for entry in everything if entry["path"] in {p.strip("/") for p in asked}]
 
     def _resolve(self, kind: str, repo: str, revision: str, name: str, request: Request):
-        found = self._repo(kind, repo, revision)
-        if len(found) == 3:
-            return found
-        files, commit = found
+        files, commit = self._repo(kind, repo, revision)
         if name not in files:
-            return 404, {"error": f"{name} not in {repo}"}, {"X-Error-Code": "EntryNotFound"}
+            raise _NotFound(f"{name} not in {repo}", "EntryNotFound")
         data = files[name]
         headers = {"X-Repo-Commit": commit, "ETag": f'"{_oid(data)}"'}
         if match := re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("range", "")):
@@ -166,6 +158,14 @@ class HubStandIn:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
             return 206, data[start:end], headers
         return 200, data, headers
+
+
+class _NotFound(Exception):
+    """A 404 of the Hub, with the ``X-Error-Code`` that tells huggingface_hub which kind."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _oid(data: bytes) -> str:
