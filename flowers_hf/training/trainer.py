@@ -155,7 +155,7 @@ def build_trainer(
     """
     if args.push_to_hub:
         # The Trainer would push every stage's checkpoints as it saves them; train.py publishes the finished
-        # model folder once instead (flowers_hf.hub.push_model).
+        # model folder once instead (flowers_hf.reporting.publish.push_model).
         args = dataclasses.replace(args, push_to_hub=False)
     callbacks = []
     if args.early_stopping_patience > 0:
