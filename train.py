@@ -13,6 +13,7 @@ folder with checkpoints resumes from the last complete one; Ctrl-C writes a chec
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from functools import partial
@@ -27,7 +28,7 @@ from flowers_hf.data.cache import cache_splits
 from flowers_hf.data.holdout import HELD_OUT
 from flowers_hf.data.load import identify_loaded
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
+from flowers_hf.data.transforms import BatchTransform, build_eval_transform, build_train_transform, with_transforms
 from flowers_hf.data.validate import drop_bad_images
 from flowers_hf.evaluation.calibration import calibrate_model
 from flowers_hf.evaluation.scoring import score_split
@@ -36,6 +37,7 @@ from flowers_hf.reporting.publish import check_push_access
 from flowers_hf.reporting.run_folder import FinishedRun, save_class_weights, save_config, write_run_folder
 from flowers_hf.training.checkpoints import check_starting_model
 from flowers_hf.training.freezing import parameter_groups, set_trainable
+from flowers_hf.training.frozen import FeatureSources, FrozenFeatures, is_head_only, predict_split
 from flowers_hf.training.loss import class_weights_from_counts
 from flowers_hf.training.stages import best_stage, load_checkpoint_weights, plan_stages, run_stage
 from flowers_hf.training.trainer import build_trainer
@@ -90,21 +92,31 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         build_trainer, model=model, train_dataset=data["train"], eval_dataset=data["validation"],
         class_weights=weights, prep=prep,
     )  # fmt: skip
-    results = [run_stage(stage, model, groups, args, make_trainer) for stage in plan_stages(args, len(groups))]
+    # With the backbone frozen, evaluations (and with --probe_views training) run the classifier on its features.
+    features = None
+    if args.freeze_backbone and args.frozen_features:
+        train_plain = splits["train"].with_transform(BatchTransform(build_eval_transform(prep, normalize=False)))
+        sources = FeatureSources(data["train"], train_plain, {name: data[name] for name in data if name != "train"})
+        features = FrozenFeatures(model, sources, args, prep)
+    stages = plan_stages(args, len(groups))
+    results = [run_stage(stage, model, groups, args, make_trainer, features) for stage in stages]
     best = best_stage(results, args.greater_is_better)
     if best is not results[-1]:
         logger.info("Stage %d scored best on validation; going back to its best checkpoint", best.stage.number)
         set_trainable(model.timm_model, groups, best.stage.trainable_groups)
         load_checkpoint_weights(model, best.best_checkpoint)
+    if not (features is not None and is_head_only(best.stage.trainable_groups) and features.available()):
+        features = None
 
     # Validation and test predictions of the best model. Temperature scaling and the "unsure" threshold are fitted on
     # validation and folded into the model's head: the saved model's probabilities come out calibrated; the argmax,
     # hence every score, is unchanged. Both splits are scored as `python -m flowers_hf.evaluate` scores them.
-    trainer = make_trainer(args)
-    validation = trainer.predict(data["validation"], metric_key_prefix="eval")
-    test = trainer.predict(data["test"], metric_key_prefix="test")
+    trainer = make_trainer(dataclasses.replace(args, dataloader_num_workers=0) if features else args)
+    predict = partial(predict_split, trainer, data, features=features)
+    validation = predict("validation", "eval")
+    test = predict("test", "test")
     # --holdout_classes: the held-out classes' test images, scored in the run folder as `evaluate --ood` scores a set.
-    held_out = trainer.predict(data[HELD_OUT], metric_key_prefix=HELD_OUT).predictions if HELD_OUT in data else None
+    held_out = predict(HELD_OUT, HELD_OUT).predictions if HELD_OUT in data else None
     calibration = calibrate_model(model, validation.predictions, validation.label_ids)
     metrics = {}
     for split, output in (("eval", validation), ("test", test)):

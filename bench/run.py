@@ -4,6 +4,7 @@
     python bench/run.py                                                # ResNet18 at 224 px, EfficientNet-B3 at 288 px
     python bench/run.py --device cuda --precision bf16 --channels_last --recipes     # a GPU: also the reference recipes
     python bench/run.py --models resnet18 --image_size 64 --steps 3   # any subset, sizes and step counts
+    python bench/run.py --probe --probe_backbone runs/quickstart/model.safetensors   # also the linear probe's wall time
 
 Every measurement runs on the synthetic set drawn like Flowers-102 photographs (JPEG, shorter side 500 px, cached
 by ``datasets`` after the first run; drawing them is not timed). For each model, on the same machine and with the
@@ -22,7 +23,10 @@ same model, batch size and precision:
 - ``infer_ms_p50``/``p95``: ``FlowerClassifier.predict`` on a JPEG path, as the demo calls it, decoding included;
   ``infer_ceiling_ms_p50``/``p95``: the bare forward of the same model on a ready tensor;
 - ``onnx_infer_*``, ``onnx_int8_infer_*``: the same with ``backend="onnx"`` and ``"onnx-int8"``, the model exported
-  and quantized as ``python -m flowers_hf.export`` does it (``--onnx``, on by default; CPU only).
+  and quantized as ``python -m flowers_hf.export`` does it (``--onnx``, on by default; CPU only);
+- ``probe_wall_s``, ``probe_wall_s_before`` (``--probe``): the ResNet18 linear-probe recipe end to end with
+  ``train.py``, on the frozen backbone's features computed once and on the whole model every time, with their test
+  accuracies (``bench/probe.py``).
 
 Training throughput is steady state: images of the steps after ``--warmup_steps``, divided by their wall time.
 The table goes to stdout, then, as the last line, one JSON object; logs and progress bars go to stderr. With
@@ -77,6 +81,7 @@ if __name__ == "__main__":  # python bench/run.py puts bench/ on sys.path; the b
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.peer import PeerTransform, measure_peer
+from bench.probe import time_probe
 from bench.tables import PATHS, cpu_key, format_table, target_checks
 from bench.timing import (
     data_cpu_ms,
@@ -143,7 +148,8 @@ class BenchArguments:
         default=False, metadata={"help": "ResNet18 on smaller images, fewer steps: < 5 min on 2 cores."}
     )
     models: list[str] | None = field(
-        default=None, metadata={"help": "timm architectures (full run: resnet18 efficientnet_b3; quick: resnet18)."}
+        default=None,
+        metadata={"help": "timm architectures (full run: resnet18 efficientnet_b3; quick: resnet18); none: no model."},
     )
     image_size: int | None = field(
         default=None, metadata={"help": "Model input size (default: the model's own; quick: 128)."}
@@ -179,6 +185,24 @@ class BenchArguments:
     compile: bool = field(default=False, metadata={"help": "torch.compile the model in every training path."})
     recipes: bool = field(
         default=False, metadata={"help": "Also time the two reference recipes with train.py (hours on a CPU)."}
+    )
+    recipe_flags: str = field(
+        default="",
+        metadata={"help": "More train.py flags for the recipes, e.g. '--max_steps 2 --image_size 32' for a dry run."},
+    )
+    probe: bool = field(
+        default=False,
+        metadata={
+            "help": "Also time the ResNet18 linear probe (configs/resnet18.yaml, 20 epochs) with train.py, on the "
+            "frozen backbone's features and on the whole model every time, side by side (bench/probe.py)."
+        },
+    )
+    probe_backbone: str | None = field(
+        default=None,
+        metadata={"help": "The probe's starting weights (a model.safetensors; default: train the quickstart's)."},
+    )
+    probe_images_per_class: int = field(
+        default=16, metadata={"help": "The probe's synthetic images per class (16: 204 / 204 / 1,224 images)."}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches the synthetic images."})
     onnx: bool = field(
@@ -428,7 +452,9 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="flowers_bench_") as tmp:
         training_args = ours_arguments(args, steps, tmp)
         training = train_rounds(args, name, inputs, prep, training_args)
+        # Saved as the demo loads it: safetensors takes contiguous weights only (not channels_last ones).
         model = fresh_model(args, name, data["train"].features["label"].names).cpu()
+        model = model.to(memory_format=torch.contiguous_format)
         infer = measure_infer(args, model, prep, first_photo(data["train"]), Path(tmp) / "model", data["validation"])
     result = {
         "model": name,
@@ -498,7 +524,8 @@ def first_photo(split: datasets.Dataset) -> bytes:
 
 def bench_in_child(argv: list[str], name: str) -> dict[str, Any]:
     """``bench_model`` for one model in a fresh process, so that its memory peak and warm-up are its own."""
-    overrides = ["--models", name, "--json_only", "--recipes", "false"]  # argparse: the last value of a flag wins
+    # argparse: the last value of a flag wins
+    overrides = ["--models", name, "--json_only", "--recipes", "false", "--probe", "false"]
     command = [sys.executable, str(Path(__file__).resolve()), *argv, *overrides]
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)  # logs and progress pass through
     return json.loads(done.stdout.strip().splitlines()[-1])["runs"][0]
@@ -512,7 +539,11 @@ def time_recipes(args: BenchArguments) -> dict[str, float]:
     """Wall seconds of each reference recipe, ``train.py`` end to end (every epoch: no early stopping; evaluation,
     test and reports included) on the synthetic photos at 500 px: 1,020 training images, from random init."""
     cache = [] if args.cache_dir is None else ["--cache_dir", args.cache_dir]
-    load_flowers("synthetic", DataArguments(dataset="synthetic", synthetic_image_size=500, cache_dir=args.cache_dir))
+    # The photos drawn beforehand, untimed: the recipes' data as their flags give it.
+    data_flags = ["--dataset", "synthetic", "--synthetic_image_size", "500", *cache, *shlex.split(args.recipe_flags)]
+    parser = HfArgumentParser(DataArguments)
+    data_args, _ = parser.parse_args_into_dataclasses(data_flags, return_remaining_strings=True)
+    load_flowers(args=data_args)
     seconds = {}
     for name, preset in RECIPES.items():
         with tempfile.TemporaryDirectory(prefix="flowers_recipe_") as output_dir:
@@ -520,7 +551,8 @@ def time_recipes(args: BenchArguments) -> dict[str, float]:
                 sys.executable, "train.py", "--config", preset, "--dataset", "synthetic", "--synthetic_image_size",
                 "500", "--pretrained", "false", "--early_stopping_patience", "0", "--precision", args.precision,
                 "--use_cpu", str(args.device == "cpu").lower(), "--torch_compile", str(args.compile).lower(),
-                "--report_to", "none", "--output_dir", output_dir, *cache,
+                "--channels_last", str(args.channels_last).lower(), "--report_to", "none", "--output_dir", output_dir,
+                *cache, *shlex.split(args.recipe_flags),
             ]  # fmt: skip
             logger.info("Recipe %s: %s", name, shlex.join(command))
             start = time.perf_counter()
@@ -540,20 +572,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_logging()
     start, load_start = time.perf_counter(), os.getloadavg()[0]
 
-    # Each model: in this process when it is the only one, else one fresh process per model.
-    if len(args.models) == 1:
-        runs = [bench_model(args, args.models[0])]
-    else:
-        runs = [bench_in_child(argv, name) for name in args.models]
+    # Each model: in this process when it is the only one, else one fresh process per model; none with
+    # --models none (the recipes or the probe alone).
+    names = [] if args.models == ["none"] else args.models
+    runs = [bench_model(args, names[0])] if len(names) == 1 else [bench_in_child(argv, name) for name in names]
     for run in runs:
         run["targets"] = target_checks(run)
     recipes = time_recipes(args) if args.recipes else None
+    probe = time_probe(args) if args.probe else {}
 
     # The table, then the JSON on the last line: the first model's figures at the top level, every model's in runs.
     summary = {
-        **runs[0],
+        "device": args.device,
+        **(runs[0] if runs else {}),
         "runs": runs,
         "recipes": recipes,
+        **probe,
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
         "command": shlex.join(["python", "bench/run.py", *argv]),

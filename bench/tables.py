@@ -64,9 +64,13 @@ def format_table(summary: dict[str, Any]) -> str:
         f"torch {info['torch']}; load average {summary['load_average'][0]:.1f} at the start, "
         f"{summary['load_average'][1]:.1f} at the end"
     )
-    sections = [[heading], figures_table(summary["runs"]), targets_table(summary["runs"]), cpu_table(summary["runs"])]
+    sections = [[heading]]
+    if summary["runs"]:
+        sections += [figures_table(summary["runs"]), targets_table(summary["runs"]), cpu_table(summary["runs"])]
     if any("onnx_infer_ms_p50" in run for run in summary["runs"]):
         sections.insert(2, backends_table(summary["runs"]))
+    if "probe_wall_s" in summary:
+        sections.append(probe_table(summary))
     if summary.get("recipes"):
         sections.append(
             [f"{'recipe (train.py, 1,020 images at 500 px)':<46}wall s"]
@@ -133,3 +137,16 @@ def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
         costs = " / ".join(f"{ms:.2f}" for ms in run["data_cpu_ms_per_image"].values())
         lines.append(f"{run['model']:<16}" + "".join(f"{run[cpu_key(path)]:>9.1f}" for path in PATHS) + f"   {costs}")
     return lines
+
+
+def probe_table(summary: dict[str, Any]) -> list[str]:
+    """The linear probe's wall time and test accuracy on each path, and their ratio against its target."""
+    ratio = summary["probe_wall_ratio"]
+    return [
+        f"{'ResNet18 linear probe (train.py, 20 epochs)':<52}{'wall s':>8}{'test accuracy':>15}",
+        f"{'features once (--probe_views of the preset)':<52}{summary['probe_wall_s']:>8.0f}"
+        f"{summary['probe_test_accuracy']:>15.4f}",
+        f"{'whole model every time (--frozen_features false)':<52}{summary['probe_wall_s_before']:>8.0f}"
+        f"{summary['probe_test_accuracy_before']:>15.4f}",
+        f"wall-time ratio {ratio:.3f}, target <= 0.25: {verdict(ratio, '<=', 0.25)}",
+    ]

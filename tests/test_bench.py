@@ -2,6 +2,7 @@
 bench/tables.py and bench/timing.py, and the resized-image cache (flowers_hf.data.cache) it measures."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -92,6 +93,40 @@ def test_the_demo_is_timed_on_the_onnx_exports_too(output):
     assert result["targets"]["int8 demo / eager bare"]["target"] == "<= 0.5"
     table = "\n".join(lines[:-1])
     assert "pytorch eager" in table and "onnx int8" in table
+
+
+@pytest.mark.slow
+def test_the_probe_is_timed_on_both_paths_side_by_side(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    backbone = tmp_path / "backbone.safetensors"  # random weights stand in for the quickstart's here
+    save_file(timm.create_model("resnet18", pretrained=False).state_dict(), backbone)
+    command = [sys.executable, "bench/run.py", "--models", "none", "--probe", "--probe_backbone", str(backbone),
+               "--probe_images_per_class", "3", "--image_size", "32", "--source_image_size", "48"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["probe_wall_s"] > 0 and result["probe_wall_s_before"] > 0
+    assert result["probe_wall_ratio"] == pytest.approx(result["probe_wall_s"] / result["probe_wall_s_before"], abs=1e-3)
+    assert 0 <= result["probe_test_accuracy"] <= 1 and 0 <= result["probe_test_accuracy_before"] <= 1
+    assert "--frozen_features false" in result["probe_commands"]["probe_before"]
+    assert "--frozen_features" not in result["probe_commands"]["probe"]  # the preset as it ships
+    assert result["runs"] == [] and "ResNet18 linear probe" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_its_steps_dry_on_a_cpu(tmp_path):
+    env = {**os.environ, "GPU_CHECK_DRY": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:] + (tmp_path / "bench.log").read_text()[-3000:]
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert summary["bench"]["precision"] == "bf16" and summary["bench"]["channels_last"] is True
+    assert set(bench.REQUIRED_KEYS) <= set(summary["bench"])
+    assert set(summary["recipes"]) == set(bench.RECIPES) and all(s > 0 for s in summary["recipes"].values())
+    assert summary["bench_wall_s"] > 0 and summary["recipes_wall_s"] > 0
 
 
 def test_targets_leave_out_what_a_run_did_not_measure():

@@ -63,10 +63,15 @@ def _evaluations(output: Path) -> list[tuple[float, float, float]]:
 
 
 @pytest.mark.slow
-def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint_and_ends_the_same(tmp_path, caplog):
-    reference = train.main([*ARGS, "--output_dir", str(tmp_path / "reference")])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--freeze_backbone", "true", "--probe_views", "3"]],
+    ids=["images", "probe_views"],  # the classifier on precomputed views of a frozen backbone
+)
+def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint_and_ends_the_same(tmp_path, caplog, extra):
+    reference = train.main([*ARGS, *extra, "--output_dir", str(tmp_path / "reference")])
     output = tmp_path / "killed"
-    argv = [*ARGS, "--output_dir", str(output)]
+    argv = [*ARGS, *extra, "--output_dir", str(output)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     killer = [sys.executable, str(ROOT / "tests" / "killed_while_saving.py"), "9"]  # the save that ends epoch 3
     done = subprocess.run([*killer, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

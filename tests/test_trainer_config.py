@@ -4,7 +4,8 @@ import logging
 
 import pytest
 
-from flowers_hf.training.trainer_config import FlowersTrainingArguments, _mixed_precision
+from flowers_hf.training import trainer_config
+from flowers_hf.training.trainer_config import FlowersTrainingArguments, _mixed_precision, default_workers, gpu_defaults
 
 
 def _args(tmp_path, **kwargs) -> FlowersTrainingArguments:
@@ -80,3 +81,31 @@ def test_workers_start_fresh_each_epoch_unless_asked_and_none_means_none_to_keep
     assert persistent(2) is False  # the default: fresh workers each epoch, for exact resume
     assert persistent(2, dataloader_persistent_workers=True) is True
     assert persistent(0, dataloader_persistent_workers=True) is False
+
+
+@pytest.mark.parametrize(
+    ("given", "pin_memory", "tf32_available", "expected"),
+    [
+        ((None, None), True, True, (True, {"non_blocking": True})),  # an H100: TF32 on, copies overlap the step
+        ((None, None), True, False, (None, {"non_blocking": True})),  # a pre-Ampere GPU: no TF32 to turn on
+        ((False, None), False, True, (False, None)),  # asked off; nothing pinned, nothing to copy ahead
+        ((None, {"split_batches": True}), True, True, (True, {"split_batches": True})),  # a given config stays
+    ],
+)
+def test_gpu_defaults_turn_on_tf32_and_non_blocking_copies_unless_told_otherwise(
+    given, pin_memory, tf32_available, expected
+):
+    assert gpu_defaults(*given, pin_memory, tf32_available) == expected
+
+
+def test_on_this_cpu_tf32_and_the_accelerator_config_stay_as_given(tmp_path):
+    args = FlowersTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    assert args.tf32 is None and args.accelerator_config.non_blocking is False
+    assert args.to_preset()["tf32"] is None and args.to_preset()["accelerator_config"] is None
+
+
+@pytest.mark.parametrize(("cores", "local_processes", "expected"), [(2, 1, 2), (16, 1, 12), (16, 2, 8), (2, 4, 1)])
+def test_workers_share_the_cores_among_the_processes_of_the_machine(monkeypatch, cores, local_processes, expected):
+    monkeypatch.setattr(trainer_config.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_processes))
+    assert default_workers() == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from flowers_hf.errors import MissingFileError
 from flowers_hf.training.checkpoints import check_num_classes, last_complete_checkpoint
 from flowers_hf.training.freezing import describe_trainable, set_trainable
+from flowers_hf.training.frozen import FrozenFeatures, head_only, is_head_only
 from flowers_hf.training.interrupt import SaveOnInterrupt, TrainingInterrupted
 from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
@@ -67,7 +69,8 @@ def run_stage(
     model: TimmWrapperForImageClassification,
     groups: list[list[str]],
     args: FlowersTrainingArguments,
-    make_trainer: Callable[[FlowersTrainingArguments], Trainer],
+    make_trainer: Callable[..., Trainer],
+    features: FrozenFeatures | None = None,
 ) -> StageResult:
     """Train one stage in ``output_dir/stage<N>``; a finished stage is not trained again, an interrupted one
     resumes from its last complete checkpoint. Ctrl-C saves a checkpoint and raises ``TrainingInterrupted``.
@@ -77,7 +80,10 @@ def run_stage(
         model: the ``TimmWrapperForImageClassification`` (changed in place).
         groups: ``parameter_groups`` of ``model.timm_model``.
         args: the run's training arguments; the stage's copy gets its own folder, epochs and learning rate.
-        make_trainer: builds the Trainer for the stage's arguments.
+        make_trainer: builds the Trainer for the stage's arguments (``train_dataset``/``eval_dataset`` override
+            its splits).
+        features: the frozen backbone's features (``flowers_hf.training.frozen``), used by a stage that trains the
+            classifier alone; ``None``: every stage runs the whole model.
     """
     stage_dir = Path(args.output_dir) / f"stage{stage.number}"
     set_trainable(model.timm_model, groups, stage.trainable_groups)
@@ -92,7 +98,9 @@ def run_stage(
         logger.info("Stage %d finished earlier; loading its checkpoint %s", stage.number, checkpoint)
         load_checkpoint_weights(model, checkpoint)
         return _result(stage, state)
-    return _result(stage, _train(stage, stage_dir, model, args, make_trainer))
+    if not (features is not None and is_head_only(stage.trainable_groups) and features.available()):
+        features = None
+    return _result(stage, _train(stage, stage_dir, model, args, make_trainer, features))
 
 
 def _train(
@@ -100,13 +108,14 @@ def _train(
     stage_dir: Path,
     model: TimmWrapperForImageClassification,
     args: FlowersTrainingArguments,
-    make_trainer: Callable[[FlowersTrainingArguments], Trainer],
+    make_trainer: Callable[..., Trainer],
+    features: FrozenFeatures | None,
 ) -> TrainerState:
     last = last_complete_checkpoint(stage_dir)
     if last is not None:
         check_num_classes(last, model.config.num_labels, "Checkpoint", _OTHER_DATA)
         logger.info("Resuming stage %d from checkpoint %s", stage.number, last)
-        _warn_if_inexact(args)
+        _warn_if_inexact(args, features)
     # No Hub token: the Trainer pickles its arguments into every checkpoint (training_args.bin), and a stage
     # never pushes (train.py publishes the finished folder).
     stage_args = dataclasses.replace(
@@ -116,11 +125,19 @@ def _train(
         learning_rate=stage.learning_rate,
         hub_token=None,
     )
-    trainer = make_trainer(stage_args)
+    splits = {}
+    if features is not None:
+        splits["eval_dataset"] = features.split("validation")
+        if args.probe_views:
+            splits["train_dataset"] = features.training()
+            # Rows of a tensor: no decoding left for workers to do.
+            stage_args = dataclasses.replace(stage_args, dataloader_num_workers=0)
+    trainer = make_trainer(stage_args, **splits)
     interrupt = SaveOnInterrupt()
     trainer.add_callback(interrupt)
     try:
-        trainer.train(resume_from_checkpoint=last)
+        with head_only(model) if features is not None else contextlib.nullcontext():
+            trainer.train(resume_from_checkpoint=last)
     finally:
         interrupt.restore()
     if interrupt.interrupted:
@@ -133,10 +150,12 @@ def _train(
     return trainer.state
 
 
-def _warn_if_inexact(args: FlowersTrainingArguments) -> None:
+def _warn_if_inexact(args: FlowersTrainingArguments, features: FrozenFeatures | None) -> None:
     # Fresh DataLoader workers reseed the augmentation from torch's RNG, which the checkpoint restores; persistent
     # workers carry their stream over from epoch 1, and without workers Albumentations keeps its own random
-    # state: neither is in a checkpoint.
+    # state: neither is in a checkpoint. Precomputed views are drawn with torch's RNG, in the main process.
+    if features is not None and args.probe_views:
+        return
     if args.dataloader_num_workers == 0 or args.dataloader_persistent_workers:
         logger.warning(
             "The epochs after the resume see other random augmentations than an uninterrupted run would (close "

@@ -59,7 +59,7 @@ class ClassWeightedTrainer(Trainer):
             if self.prep is None:
                 raise ValueError("uint8 pixel_values need the model's mean and std: build the Trainer with prep")
             pixels = normalize_pixels(pixels, self.prep.mean, self.prep.std)
-        if pixels is not None and self.channels_last:
+        if pixels is not None and self.channels_last and pixels.dim() == 4:  # not a frozen backbone's features
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         if pixels is not None:
             inputs["pixel_values"] = pixels

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import TrainingArguments
+from transformers.utils import is_torch_tf32_available
 
 from flowers_hf.errors import ArgumentError
 from flowers_hf.hub import is_hub_id
@@ -15,7 +17,18 @@ from flowers_hf.hub import is_hub_id
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-_MACHINE_DEPENDENT = ("use_cpu", "fp16", "bf16", "dataloader_persistent_workers")
+_MACHINE_DEPENDENT = ("use_cpu", "fp16", "bf16", "tf32", "accelerator_config", "dataloader_persistent_workers")
+MAX_WORKERS = 12  # a 224-px worker prepares ~700 images/s (BENCHMARKS.md): 12 feed ~8,000/s, more than one GPU takes
+
+
+def default_workers() -> int:
+    """DataLoader workers per training process: the cores this process may use, shared among the processes that
+    ``torchrun``/``accelerate launch`` start on this machine (``LOCAL_WORLD_SIZE``), at most ``MAX_WORKERS``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(MAX_WORKERS, cores // max(1, local_processes)))
+
+
 CLASS_WEIGHTS = ("balanced", "none")
 
 
@@ -50,10 +63,13 @@ class FlowersTrainingArguments(TrainingArguments):
       so it stops where an uninterrupted one would.
     - ``remove_unused_columns=False`` (True): the on-the-fly transform reads the ``image`` column, which the
       Trainer would otherwise drop as unknown to the model's ``forward``.
-    - ``dataloader_num_workers=min(8, cores)`` (0): decoding and augmentation run in worker processes, beside the
-      training step rather than on its critical path.
+    - ``dataloader_num_workers=default_workers()`` (0): this machine's cores shared among its training processes, at
+      most 12: augmentation runs in worker processes, beside the training step rather than on its critical path.
     - ``dataloader_pin_memory`` only where CUDA is (always on): pinned memory speeds up host-to-GPU copies and only
-      costs memory on a CPU.
+      costs memory on a CPU. With it, ``accelerator_config.non_blocking`` (False): batches are copied to the GPU
+      asynchronously, overlapping the previous step.
+    - ``tf32=True`` on GPUs that have it (Ampere and later; None): float32 matrix products and convolutions in
+      TF32, several times faster, with bf16/fp16 autocast covering the rest.
     """
 
     output_dir: str | None = field(default="runs/flowers", metadata={"help": "Where checkpoints and results go."})
@@ -78,7 +94,8 @@ class FlowersTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Must stay false: the transform reads the image column."}
     )
     dataloader_num_workers: int = field(
-        default=min(8, os.cpu_count() or 1), metadata={"help": "DataLoader worker processes (decoding, augmentation)."}
+        default_factory=default_workers,
+        metadata={"help": "DataLoader worker processes (augmentation); default: the cores per process, at most 12."},
     )
     dataloader_pin_memory: bool = field(
         default=torch.cuda.is_available(), metadata={"help": "Pinned host memory for batches (on CUDA machines)."}
@@ -108,6 +125,23 @@ class FlowersTrainingArguments(TrainingArguments):
         default=5, metadata={"help": "Stop a stage after this many evaluations without improvement (0: never)."}
     )
     freeze_backbone: bool = field(default=False, metadata={"help": "Stage 1 trains the classifier only."})
+    frozen_features: bool = field(
+        default=True,
+        metadata={
+            "help": "While only the classifier trains, compute the backbone's validation and test features once and "
+            "evaluate the classifier alone on them (same scores, a fraction of the time); false: the whole model "
+            "every evaluation."
+        },
+    )
+    probe_views: int = field(
+        default=0,
+        metadata={
+            "help": "With --freeze_backbone: precompute this many views of every training image and train the "
+            "classifier on their features, one view drawn per image and epoch. 1: no augmentation (the linear-probe "
+            "protocol); K > 1: K augmented views; 0: augment and run the backbone at every step. Memory: views x "
+            "images x feature size floats (4 x 1,020 x 512 x 4 bytes = 8 MB for ResNet18 on Flowers-102)."
+        },
+    )
     backbone_learning_rate_scale: float = field(
         default=1.0, metadata={"help": "Learning rate of trainable backbone parameters relative to the head's."}
     )
@@ -154,6 +188,7 @@ class FlowersTrainingArguments(TrainingArguments):
                 f"--backbone_learning_rate_scale must be positive, not {self.backbone_learning_rate_scale}"
             )
         _check_robust_options(self)
+        _check_probe_options(self)
         if self.push_to_hub and not is_hub_id(self.hub_model_id):
             raise ArgumentError(
                 f"--push_to_hub needs --hub_model_id OWNER/NAME (the model repository to create or update), "
@@ -170,6 +205,10 @@ class FlowersTrainingArguments(TrainingArguments):
             # when started by `accelerate launch --multi_gpu` or torchrun on a machine without GPUs.
             self.use_cpu = True
         self.fp16, self.bf16 = _mixed_precision(self.precision, self.fp16, self.bf16, self.use_cpu)
+        if torch.cuda.is_available() and not self.use_cpu:
+            self.tf32, self.accelerator_config = gpu_defaults(
+                self.tf32, self.accelerator_config, self.dataloader_pin_memory, is_torch_tf32_available()
+            )
         super().__post_init__()
 
     def to_preset(self) -> dict:
@@ -189,6 +228,36 @@ def _check_robust_options(args: FlowersTrainingArguments) -> None:
         raise ArgumentError("mixup and CutMix pair the images of a batch: --per_device_train_batch_size must be even")
     if not 0.0 <= args.ema_decay < 1.0:
         raise ArgumentError(f"--ema_decay must lie in [0, 1) (0 turns the EMA off), got {args.ema_decay}")
+
+
+def gpu_defaults(
+    tf32: bool | None, accelerator_config: Any, pin_memory: bool, tf32_available: bool
+) -> tuple[bool | None, Any]:
+    """``(tf32, accelerator_config)`` on a CUDA machine: TF32 where the GPU has it (Ampere and later) unless asked
+    otherwise, and non-blocking host-to-GPU copies of pinned batches unless an accelerator config is given."""
+    if tf32 is None and tf32_available:
+        tf32 = True
+    if pin_memory and accelerator_config is None:
+        accelerator_config = {"non_blocking": True}  # the next batch is copied while the GPU computes
+    return tf32, accelerator_config
+
+
+def _check_probe_options(args: FlowersTrainingArguments) -> None:
+    """Refuse ``--probe_views`` where no features can stand for the images."""
+    if args.probe_views < 0:
+        raise ArgumentError(f"--probe_views must not be negative (0 turns it off), got {args.probe_views}")
+    if args.probe_views == 0:
+        return
+    if not (args.freeze_backbone and args.frozen_features):
+        raise ArgumentError(
+            "--probe_views trains on a frozen backbone's features: it needs --freeze_backbone true and "
+            "--frozen_features true (or --probe_views 0)"
+        )
+    if args.mixup_alpha > 0 or args.cutmix_alpha > 0:
+        raise ArgumentError(
+            "--probe_views trains on features, which mixup and CutMix cannot mix as they mix images: set "
+            "--probe_views 0 to augment the images at every step, or turn mixup and CutMix off"
+        )
 
 
 def _mixed_precision(precision: str, fp16: bool, bf16: bool, use_cpu: bool) -> tuple[bool, bool]:

@@ -1,0 +1,252 @@
+"""A frozen backbone's features, computed once: while only the classifier trains (the linear probe; stage 1 of
+two-stage), every evaluation, and with ``--probe_views`` training too, runs the classifier alone on them.
+
+The Trainer still drives: it gets datasets whose ``pixel_values`` are the backbone's pooled features (one vector
+an image) and the same full model, whose timm module, inside ``head_only``, sends 2-D inputs to the classifier
+and images through the whole network. Checkpoints, early stopping, logging, resuming and DDP are the Trainer's own,
+and the saved model is the full model. Features are kept while the backbone's weights stay as they were when they
+were computed, and computed again otherwise.
+
+The features are those of the backbone in eval mode, as the linear-probe protocol takes them: dropout before the
+classifier is applied to them in training as the model applies it, stochastic depth inside the backbone is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import datasets
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import Trainer
+from transformers.trainer_utils import PredictionOutput
+
+from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import collate_fn, normalize_pixels
+from flowers_hf.training.trainer_config import FlowersTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+# How closely the classifier on the features must give the model's logits for the features path to be used.
+_TOLERANCE = 1e-4
+
+
+@dataclass
+class FeatureSources:
+    """The splits a frozen stage may need features of, each with its transform attached (uint8 or float tensors).
+
+    Attributes:
+        train: the training split with the training transform (``--probe_views`` 2 or more draws its views here).
+        train_plain: the training split with the eval transform (``--probe_views 1``: no augmentation).
+        splits: validation, test and any others by name, with the eval transform.
+    """
+
+    train: datasets.Dataset
+    train_plain: datasets.Dataset
+    splits: dict[str, datasets.Dataset]
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Precomputed features as the Trainer's examples: ``{"pixel_values": feature vector, "labels": label}``.
+
+    With several views per image, each example draws one at random with torch's generator (restored from
+    checkpoints on resume), so the epochs see the views in different mixes.
+    """
+
+    def __init__(self, views: torch.Tensor, labels: torch.Tensor) -> None:
+        if views.dim() != 3 or views.shape[1] != len(labels):
+            raise ValueError(f"views must be (views, images, features) for {len(labels)} labels, got {views.shape}")
+        self.views = views
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        view = int(torch.randint(len(self.views), ())) if len(self.views) > 1 else 0
+        return {"pixel_values": self.views[view, index], "labels": self.labels[index]}
+
+
+def is_head_only(trainable_groups: int | None) -> bool:
+    """Whether a stage training ``trainable_groups`` groups (``parameter_groups``) trains the classifier alone."""
+    return trainable_groups == 1
+
+
+@contextlib.contextmanager
+def head_only(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block, ``model.timm_model`` takes feature vectors (2-D inputs) to its classifier; images still
+    run through the whole network. Copies of the model made inside (the EMA's) keep the behaviour."""
+    timm_model = model.timm_model
+    timm_model.forward = types.MethodType(_features_or_images, timm_model)
+    try:
+        yield
+    finally:
+        del timm_model.forward
+
+
+def _features_or_images(self: torch.nn.Module, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    if x.dim() == 2:
+        # timm's forward_head applies its dropout before the classifier, after pre_logits.
+        x = F.dropout(x, p=float(getattr(self, "drop_rate", 0.0) or 0.0), training=self.training)
+        return self.get_classifier()(x)
+    return type(self).forward(self, x, **kwargs)
+
+
+class FrozenFeatures:
+    """Features of ``model``'s backbone for the splits of ``sources``, each computed once while the backbone is
+    unchanged.
+
+    Args:
+        model: the ``TimmWrapperForImageClassification`` being trained (its backbone frozen when used).
+        sources: the splits, with their transforms.
+        args: the training arguments: device, precision, batch size, workers, seed, ``--probe_views``.
+        prep: the model's mean and std, for uint8 batches.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, sources: FeatureSources, args: FlowersTrainingArguments, prep: Preprocessing
+    ) -> None:
+        self.model = model
+        self.sources = sources
+        self.args = args
+        self.prep = prep
+        self._cache: dict[str, FeatureDataset] = {}
+        self._signature: torch.Tensor | None = None
+        self._checked: bool | None = None
+
+    def available(self) -> bool:
+        """Whether the classifier on the features gives the model's logits (checked once, on a validation batch)."""
+        if self._checked is None:
+            self._checked = self._decomposes()
+        return self._checked
+
+    def split(self, name: str) -> FeatureDataset:
+        """The features of split ``name`` (``sources.splits``), with the eval transform."""
+        return self._get(name, lambda: self._compute(self.sources.splits[name], 1, f"features of {name}"))
+
+    def training(self) -> FeatureDataset:
+        """``--probe_views`` K views of every training image: K = 1 unaugmented, K > 1 augmented."""
+        views = self.args.probe_views
+        source = self.sources.train_plain if views == 1 else self.sources.train
+        kind = "unaugmented" if views == 1 else "augmented"
+        return self._get("train", lambda: self._compute(source, views, f"features of train ({views} {kind} views)"))
+
+    def _get(self, key: str, compute) -> FeatureDataset:
+        signature = _backbone_signature(self.model)
+        if self._signature is None or not torch.equal(signature, self._signature):
+            self._cache.clear()  # the backbone changed since (stage 2 trained it): earlier features are stale
+            self._signature = signature
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    @torch.inference_mode()
+    def _compute(self, dataset: datasets.Dataset, views: int, description: str) -> FeatureDataset:
+        start = time.perf_counter()
+        model = self._ready()
+        per_view, labels = [], None
+        for view in range(views):
+            loader = self._loader(dataset, seed=self.args.seed + view)
+            progress = tqdm(
+                loader, desc=description, leave=False, disable=self.args.disable_tqdm or not self.args.should_log
+            )
+            batches = [(self._features(model, batch["pixel_values"]), batch["labels"]) for batch in progress]
+            per_view.append(torch.cat([features for features, _ in batches]))
+            labels = torch.cat([label for _, label in batches])
+        logger.info(
+            "Computed the %s of %d images once in %.1f s", description, len(labels), time.perf_counter() - start
+        )
+        return FeatureDataset(torch.stack(per_view), labels)
+
+    def _ready(self) -> torch.nn.Module:
+        model = self.model.to(self.args.device)
+        model.eval()
+        return model.timm_model
+
+    def _loader(self, dataset: datasets.Dataset, seed: int) -> torch.utils.data.DataLoader:
+        # Its own seeded generator: the workers' augmentation seeds, hence the views, are the same on every process
+        # and in a resumed run.
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.args.per_device_eval_batch_size,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            collate_fn=collate_fn,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def _features(self, timm_model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = self._input(pixels)
+        with self._autocast():
+            features = timm_model.forward_head(timm_model.forward_features(pixels), pre_logits=True)
+        return features.float().cpu()
+
+    def _input(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = pixels.to(self.args.device, non_blocking=True)
+        if pixels.dtype == torch.uint8:
+            pixels = normalize_pixels(pixels, self.prep.mean, self.prep.std)
+        if self.args.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return pixels
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.args.device).type, dtype=dtype)
+
+    @torch.inference_mode()
+    def _decomposes(self) -> bool:
+        timm_model = self._ready()
+        name = next(iter(self.sources.splits))
+        batch = next(iter(self._loader(self.sources.splits[name], seed=self.args.seed)))
+        pixels = self._input(batch["pixel_values"][:8])
+        features = timm_model.forward_head(timm_model.forward_features(pixels), pre_logits=True)
+        if features.dim() != 2:
+            logger.warning("%s's pre-logits are not vectors: evaluating the whole model", type(timm_model).__name__)
+            return False
+        logits = type(timm_model).forward(timm_model, pixels)
+        error = (timm_model.get_classifier()(features) - logits).abs().max().item()
+        scale = logits.abs().max().item() or 1.0
+        if error > _TOLERANCE * scale:
+            logger.warning(
+                "%s: its classifier on forward_head(pre_logits=True) differs from its logits by %.2g; evaluating the "
+                "whole model every time",
+                type(timm_model).__name__,
+                error,
+            )
+            return False
+        return True
+
+
+def _backbone_signature(model: torch.nn.Module) -> torch.Tensor:
+    """A checksum of every weight and buffer outside the classifier: equal while the backbone is unchanged."""
+    head = {id(t) for t in model.timm_model.get_classifier().parameters()}
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if id(t) not in head and t.is_floating_point()]
+    with torch.no_grad():
+        return torch.stack([t.detach().double().sum() for t in tensors] + [torch.zeros((), dtype=torch.float64)]).cpu()
+
+
+def predict_split(
+    trainer: Trainer, data: datasets.DatasetDict, name: str, prefix: str, features: FrozenFeatures | None = None
+) -> PredictionOutput:
+    """``trainer.predict`` of split ``name``: on its features, the classifier alone, when ``features`` are given
+    (the model's backbone is the frozen one they come from), else on its images.
+
+    Args:
+        trainer: a Trainer of the model.
+        data: the splits, with their transforms attached.
+        name: the split.
+        prefix: the metrics' prefix (``eval``, ``test``).
+        features: the frozen backbone's features, or ``None``.
+    """
+    if features is None:
+        return trainer.predict(data[name], metric_key_prefix=prefix)
+    with head_only(trainer.model):
+        return trainer.predict(features.split(name), metric_key_prefix=prefix)
