@@ -56,7 +56,7 @@ def time_probe(args: BenchArguments) -> dict[str, Any]:
             ]  # fmt: skip
             logger.info("Probe %s: %s", key, shlex.join(command))
             start = time.perf_counter()
-            subprocess.run(command, cwd=ROOT, check=True)
+            subprocess.run(command, cwd=ROOT, check=True, stdout=sys.stderr)  # stdout: the table, the JSON
             seconds = time.perf_counter() - start
             test = json.loads((output / "test_results.json").read_text())
             runs[key] = {"wall_s": round(seconds, 1), "test_accuracy": round(test["test_accuracy"], 4)}
@@ -78,7 +78,7 @@ def train_backbone(args: BenchArguments, output: Path) -> Path:
     command = [sys.executable, "train.py", "--config", BACKBONE_PRESET, "--report_to", "none", "--output_dir",
                str(output), *(["--cache_dir", args.cache_dir] if args.cache_dir else [])]  # fmt: skip
     logger.info("Probe backbone (not timed): %s", shlex.join(command))
-    subprocess.run(command, cwd=ROOT, check=True)
+    subprocess.run(command, cwd=ROOT, check=True, stdout=sys.stderr)  # stdout: the table, the JSON
     return output / "model.safetensors"
 
 

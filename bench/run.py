@@ -556,7 +556,7 @@ def time_recipes(args: BenchArguments) -> dict[str, float]:
             ]  # fmt: skip
             logger.info("Recipe %s: %s", name, shlex.join(command))
             start = time.perf_counter()
-            subprocess.run(command, cwd=ROOT, check=True)
+            subprocess.run(command, cwd=ROOT, check=True, stdout=sys.stderr)  # stdout: the table, the JSON
             seconds[name] = round(time.perf_counter() - start, 1)
             logger.info("Recipe %s: %.0f s", name, seconds[name])
     return seconds

@@ -50,3 +50,7 @@ class ClassMismatchError(DataError):
 
 class UnreadableImageError(UserError, ValueError):
     """A file that cannot be used as a photo: not an image, truncated, empty, or too large to decode safely."""
+
+
+class DiskFullError(UserError, OSError):
+    """A write failed because the disk (or the user's quota) is full; the message names the path and the space."""

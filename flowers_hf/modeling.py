@@ -17,10 +17,13 @@ from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 from flowers_hf.config import ModelArguments
 from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.disk import atomic_folder, disk_full_guard
 from flowers_hf.errors import ArgumentError, MissingFileError, PretrainedWeightsUnavailableError
 from flowers_hf.hub import is_hub_id, probe_hub
 
 logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
 
 OFFLINE_HELP = (
     "Train from random initialisation with --pretrained false, or give a local weights file with "
@@ -123,6 +126,16 @@ def save_model(model: TimmWrapperForImageClassification, output_dir: str | Path,
         output_dir: the folder to write.
         prep: the preprocessing the model was trained and evaluated with.
     """
+    # Written beside the folder and renamed into it, the weights last: a crash or a full disk never leaves a
+    # model.safetensors that pipeline() would load half-written, nor one without its config.
+    with (
+        disk_full_guard(output_dir, _weight_bytes(model), then="the same command writes the folder again"),
+        atomic_folder(output_dir, last=(WEIGHTS_NAME,)) as staging,
+    ):
+        _save_timm_layout(model, staging, prep)
+
+
+def _save_timm_layout(model: TimmWrapperForImageClassification, folder: Path, prep: Preprocessing) -> None:
     # transformers' own save_pretrained (5.23) prefixes every weight with "timm_model." and writes no
     # pretrained_cfg, so neither timm nor the image processor can read it; timm's exporter writes both.
     timm_model = copy.deepcopy(model.timm_model)
@@ -130,12 +143,12 @@ def save_model(model: TimmWrapperForImageClassification, output_dir: str | Path,
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     save_for_hf(
         timm_model,
-        str(output_dir),
+        str(folder),
         model_config={"label_names": names},
         safe_serialization=True,
         data_config=prep.to_timm_data_config(),
     )
-    config_path = Path(output_dir) / "config.json"
+    config_path = folder / "config.json"
     config = json.loads(config_path.read_text())
     # timm 1.0.31 also records num_classes in model_args, which transformers 5.23 passes to timm a second
     # time ("got multiple values for keyword argument 'num_classes'"); the top-level num_classes stays.
@@ -146,3 +159,7 @@ def save_model(model: TimmWrapperForImageClassification, output_dir: str | Path,
         if getattr(model.config, key, None):
             config[key] = getattr(model.config, key)
     config_path.write_text(json.dumps(config, indent=2))
+
+
+def _weight_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())

@@ -13,6 +13,7 @@ LAYERS = {
     "flowers_hf.errors": 0,
     "flowers_hf.config": 0,
     "flowers_hf.images": 0,
+    "flowers_hf.disk": 0,
     "flowers_hf.hub": 0,
     "flowers_hf.data": 1,
     "flowers_hf.modeling": 2,

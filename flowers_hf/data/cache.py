@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -25,6 +26,7 @@ from PIL import Image
 
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import eval_crop
+from flowers_hf.disk import disk_full_guard
 from flowers_hf.images import to_rgb
 
 logger = logging.getLogger(__name__)
@@ -87,15 +89,27 @@ def cache_images(
         description: the progress bar's text.
         num_proc: processes that resize (``Dataset.map``).
     """
-    return split.map(
-        _resize_batch,
-        batched=True,
-        batch_size=64,
-        fn_kwargs={"resize": resize},
-        features=split.features,
-        num_proc=num_proc,
-        desc=description,
-    )
+    # datasets (5.2) writes the copy to a temporary file and moves it into place once complete, so a failed write
+    # leaves no copy that a later run would take for a whole one.
+    where = Path(split.cache_files[0]["filename"]).parent if split.cache_files else "the datasets cache"
+    with disk_full_guard(where, _copy_bytes(split, resize), then="the same command builds the copy again"):
+        return split.map(
+            _resize_batch,
+            batched=True,
+            batch_size=64,
+            fn_kwargs={"resize": resize},
+            features=split.features,
+            num_proc=num_proc,
+            desc=description,
+        )
+
+
+def _copy_bytes(split: datasets.Dataset, resize: Callable[[Image.Image], Image.Image]) -> int:
+    """About what the copy of ``split`` takes: its first image's raw size after ``resize``, for every image."""
+    if len(split) == 0:
+        return 0
+    width, height = resize(to_rgb(split[0]["image"])).size
+    return 3 * width * height * len(split)
 
 
 def _resize_batch(batch: dict[str, list], resize: Callable[[Image.Image], Image.Image]) -> dict[str, list]:

@@ -21,6 +21,7 @@ from flowers_hf.data.holdout import held_out_names
 from flowers_hf.data.identity import DatasetIdentity, identify
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ImageTransform
+from flowers_hf.disk import disk_full_guard
 from flowers_hf.evaluation.calibration import Calibration
 from flowers_hf.evaluation.metrics import classification_report
 from flowers_hf.evaluation.mistakes import confused_pairs, per_class_accuracy, top_mistakes
@@ -44,6 +45,7 @@ from flowers_hf.training.trainer_config import FlowersTrainingArguments
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "train_config.yaml"
+REPORTS_BYTES = 20 * 1024 * 1024  # the reports, plots and card of a run: a few MB (102 classes), 20 with a margin
 EVALUATE_CONFIG_FILE = "evaluate_config.yaml"
 CLASS_WEIGHTS_FILE = "class_weights.json"
 CLASSIFICATION_REPORT = "classification_report.json"
@@ -111,9 +113,20 @@ def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
         run: the finished run.
         output_dir: the run's output folder.
     """
-    model_args, data_args, _, args = run.arguments
+    args = run.arguments[3]
     open_set = _held_out_report(run)  # before saving: the recommended rule goes into config.json
     save_model(run.model, output_dir, run.prep)
+    then = "the same command, run again, writes the folder without training again"
+    with disk_full_guard(output_dir, REPORTS_BYTES, then=then):
+        _write_reports(run, output_dir, open_set)
+    logger.info("Model, reports and plots written to %s", output_dir)
+    if args.push_to_hub:
+        push_model(output_dir, args.hub_model_id, token=args.hub_token, private=bool(args.hub_private_repo))
+
+
+def _write_reports(run: FinishedRun, output_dir: Path, open_set: dict[str, Any] | None) -> None:
+    """The test report, plots, model card and open-set report of ``write_run_folder``."""
+    model_args, data_args, _, args = run.arguments
     class_names = run.data["train"].features["label"].names
     confusions = write_test_report(
         *run.test, class_names, output_dir, run.data["test"], run.prep, run.calibration.temperature
@@ -126,9 +139,6 @@ def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
     if open_set is not None:
         pairs = score_pairs(run.test[0], run.held_out, run.calibration.temperature)
         write_open_set(open_set, pairs, output_dir, output_dir)
-    logger.info("Model, reports and plots written to %s", output_dir)
-    if args.push_to_hub:
-        push_model(output_dir, args.hub_model_id, token=args.hub_token, private=bool(args.hub_private_repo))
 
 
 def _held_out_report(run: FinishedRun) -> dict[str, Any] | None:

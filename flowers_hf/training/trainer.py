@@ -6,15 +6,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset
 from transformers import EarlyStoppingCallback, Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from flowers_hf.data.mixup import build_mixup_collator
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import collate_fn, normalize_pixels
+from flowers_hf.disk import disk_full_guard
 from flowers_hf.evaluation.metrics import build_compute_metrics
 from flowers_hf.training.ema import EmaCallback
 from flowers_hf.training.loss import WeightedCrossEntropy
@@ -64,6 +67,14 @@ class ClassWeightedTrainer(Trainer):
         if pixels is not None:
             inputs["pixel_values"] = pixels
         return inputs
+
+    def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
+        # transformers 5.23 writes each checkpoint with this method. On a full disk: one line with the path and the
+        # space, the checkpoint cut short removed, the earlier ones (rotated out only after a save) kept.
+        folder = Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        then = "the same command resumes from the last complete checkpoint"
+        with disk_full_guard(folder, _checkpoint_bytes(self.model), then=then, remove=folder):
+            super()._save_checkpoint(model, trial)
 
     def get_train_dataloader(self) -> torch.utils.data.DataLoader:
         if self.train_collator is None:
@@ -132,6 +143,12 @@ class ClassWeightedTrainer(Trainer):
         for group in groups:
             optimizer.add_param_group(group)
         return optimizer
+
+
+def _checkpoint_bytes(model: torch.nn.Module) -> int:
+    """About what a checkpoint takes: the weights, and AdamW's two moments of the trainable ones."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return weights + 2 * sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
 def build_trainer(

@@ -1,0 +1,161 @@
+"""A full disk: a write that fails with ENOSPC (a checkpoint, the decoded-image cache, the final model folder, the
+reports) stops the run with one line naming the path and the space; what is left stays usable, and the same
+command then finishes. The errors are injected at the write calls (OSError(ENOSPC)), as a small file system of its
+own would raise them."""
+
+import errno
+import json
+import logging
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from test_resume import ARGS, COMPARED, _evaluations
+from transformers import Trainer, pipeline
+
+import train
+from flowers_hf import modeling
+from flowers_hf.cli import parse_args, run_cli
+from flowers_hf.config import DataArguments
+from flowers_hf.data import load_flowers
+from flowers_hf.data.cache import cache_resized
+from flowers_hf.disk import atomic_folder, disk_full_guard
+from flowers_hf.errors import DiskFullError
+from flowers_hf.reporting import run_folder
+
+FULL = OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as test_resume: the same kernels in the same order, so reruns repeat exactly
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run_failing(argv: list[str], caplog) -> str:
+    """Run train.py as its command line does; the one error line it logs."""
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="flowers_hf"):
+        assert run_cli(train.main, argv) == 1
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    return line
+
+
+def test_the_guard_names_the_path_and_the_space_and_removes_what_was_cut_short(tmp_path):
+    partial = tmp_path / "checkpoint-9"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
+    expected = r"writing .*checkpoint-9: it needs about 3 MB and [\d,]+ MB are free"
+    with (
+        pytest.raises(DiskFullError, match=expected),
+        disk_full_guard(partial, 3 * 1024 * 1024, then="run it again", remove=partial),
+    ):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert not partial.exists()
+    with pytest.raises(PermissionError), disk_full_guard(partial, 1):  # other errors pass through unchanged
+        raise PermissionError("read-only")
+
+
+def test_an_atomic_folder_moves_nothing_when_the_write_fails(tmp_path):
+    with pytest.raises(OSError), atomic_folder(tmp_path / "model", last=("model.safetensors",)) as staging:
+        (staging / "config.json").write_text("{}")
+        (staging / "model.safetensors").write_bytes(b"half")
+        raise FULL
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == []  # no staging folder left either
+
+
+@pytest.mark.slow
+def test_a_checkpoint_on_a_full_disk_stops_the_run_and_the_rerun_resumes_from_the_last_complete_one(
+    tmp_path, monkeypatch, caplog
+):
+    reference = train.main([*ARGS, "--output_dir", str(tmp_path / "reference")])
+    output = tmp_path / "full"
+    argv = [*ARGS, "--output_dir", str(output)]
+    save_rng_state = Trainer._save_rng_state
+
+    def full_at_step_9(self, output_dir):  # the checkpoint's weights are written by then, its state not yet
+        if self.state.global_step == 9:
+            raise FULL
+        save_rng_state(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", full_at_step_9)
+    line = _run_failing(argv, caplog)
+    assert line.startswith("DiskFullError: no space left on the device writing ")
+    assert str(output / "stage1" / "checkpoint-9") in line and "MB are free" in line and "resumes" in line
+    assert not (output / "stage1" / "checkpoint-9").exists()  # the checkpoint cut short is gone
+    assert (output / "stage1" / "checkpoint-6" / "trainer_state.json").is_file()  # the last complete one stays
+
+    monkeypatch.setattr(Trainer, "_save_rng_state", save_rng_state)  # space freed
+    with caplog.at_level(logging.INFO):
+        resumed = train.main(argv)
+    assert f"Resuming stage 1 from checkpoint {output / 'stage1' / 'checkpoint-6'}" in caplog.text
+    assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
+    assert _evaluations(output) == _evaluations(tmp_path / "reference")
+
+
+@pytest.mark.slow
+def test_the_final_model_folder_is_never_left_half_written(tmp_path, monkeypatch, caplog):
+    output = tmp_path / "run"
+    argv = [*ARGS, "--num_train_epochs", "1", "--output_dir", str(output)]
+    save_for_hf = modeling.save_for_hf
+
+    def full_after_half_the_weights(model, folder, **kwargs):
+        save_for_hf(model, folder, **kwargs)
+        weights = next(p for p in Path(folder).iterdir() if p.suffix == ".safetensors")
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # the disk filled up mid-file
+        raise FULL
+
+    monkeypatch.setattr(modeling, "save_for_hf", full_after_half_the_weights)
+    line = _run_failing(argv, caplog)
+    assert f"writing {output}:" in line and "writes the folder again" in line
+    assert not (output / "model.safetensors").exists() and not (output / "config.json").exists()
+    assert not list(output.glob(".writing-*"))
+
+    monkeypatch.setattr(modeling, "save_for_hf", save_for_hf)
+    metrics = train.main(argv)  # the stage is finished: only the folder is written
+    image = load_flowers(args=parse_args((DataArguments,), argv[:8])[0])["test"][0]["image"]
+    assert len(pipeline("image-classification", model=str(output))(image)) == 4  # a whole model, loadable
+    assert json.loads((output / "test_results.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_reports_on_a_full_disk_stop_with_the_folder_named_and_the_rerun_writes_them(tmp_path, monkeypatch, caplog):
+    output = tmp_path / "run"
+    argv = [*ARGS, "--num_train_epochs", "1", "--output_dir", str(output)]
+
+    def full(*args, **kwargs):
+        raise FULL
+
+    monkeypatch.setattr(run_folder, "write_model_card", full)
+    line = _run_failing(argv, caplog)
+    assert f"writing {output}: it needs about 20 MB" in line
+    assert (output / "model.safetensors").is_file()  # written whole before the reports
+    monkeypatch.undo()
+    train.main(argv)
+    assert (output / "README.md").is_file()
+
+
+def test_the_decoded_copy_is_never_used_half_written(tmp_path, monkeypatch, tiny_synthetic):
+    split = tiny_synthetic["train"]
+    cached_before = {f["filename"] for f in split.cache_files}
+    folder = tmp_path / "copy"
+    split.save_to_disk(folder)
+    source = datasets.load_from_disk(str(folder))
+    calls = {"n": 0}
+
+    def full(self, *args, **kwargs):
+        calls["n"] += 1
+        raise FULL
+
+    monkeypatch.setattr(datasets.arrow_writer.ArrowWriter, "write_batch", full)
+    with pytest.raises(DiskFullError, match=rf"writing {folder}: it needs about"):
+        cache_resized(source, 24)
+    assert calls["n"] == 1
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("cache-")) == []  # nothing half-written kept
+    monkeypatch.undo()
+    copy = cache_resized(source, 24)
+    assert len(copy) == len(source) and min(copy[0]["image"].size) == 24
+    assert {f["filename"] for f in split.cache_files} == cached_before
