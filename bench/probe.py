@@ -52,7 +52,7 @@ def time_probe(args: BenchArguments) -> dict[str, Any]:
             command = [
                 sys.executable, "train.py", "--config", PRESET, "--pretrained_path", str(backbone), *data,
                 "--early_stopping_patience", "0", "--report_to", "none", "--output_dir", str(output), *extra,
-                *(["--cache_dir", args.cache_dir] if args.cache_dir else []),
+                *(["--cache_dir", args.cache_dir] if args.cache_dir else []), *shlex.split(args.probe_flags),
             ]  # fmt: skip
             logger.info("Probe %s: %s", key, shlex.join(command))
             start = time.perf_counter()

@@ -204,6 +204,9 @@ class BenchArguments:
     probe_images_per_class: int = field(
         default=16, metadata={"help": "The probe's synthetic images per class (16: 204 / 204 / 1,224 images)."}
     )
+    probe_flags: str = field(
+        default="", metadata={"help": "More train.py flags for both probe runs, e.g. '--num_train_epochs 2'."}
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches the synthetic images."})
     onnx: bool = field(
         default=True,

@@ -5,24 +5,37 @@ every word it shows about the classes comes from the model's config (the data se
     python demo/app.py --model USER/NAME --port 7861        # a model on the Hugging Face Hub
     MODEL_ID=USER/NAME python demo/app.py                   # as in a Space, where MODEL_ID is a variable
     python demo/app.py --model runs/quickstart --backend onnx-int8   # its int8 export (python -m flowers_hf.export)
+    python demo/app.py --model runs/quickstart --max_batch_size 1    # one photo per forward pass (default: up to 8)
 
 The prediction is also an API endpoint, ``/predict``:
 
     from gradio_client import Client, handle_file
     Client("http://127.0.0.1:7860/").predict(handle_file("rose.jpg"), api_name="/predict")
+
+Requests that wait together (up to ``--max_batch_size``) are answered by one forward pass. A photo that cannot be
+classified gets its message as an error, or, in a batch with others, as a label without confidences
+(``{"label": message, "confidences": None}``), so that the others are answered. Beyond ``--max_queue`` waiting
+requests, a request is refused at once (gradio_client: ``QueueError``); a batch still running after
+``--request_timeout`` seconds ends its requests with a message.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
+import hashlib
 import io
 import logging
 import os
 import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 import numpy as np
@@ -47,6 +60,13 @@ TOP_K = 5
 VIEW_PIXELS = 224
 NO_IMAGE = "No image: upload, paste or take a photo first."
 NOT_UPLOADED = "Only photos uploaded to this app can be classified: upload the file itself."
+MAX_BATCH_SIZE = 8
+REQUEST_TIMEOUT_S = 30.0
+RECENT_SCORES = 1024  # uploads whose score the verdict can still find
+
+Upload = dict[str, Any] | str | None  # the image component's raw value
+Answer = tuple[dict[str, float], float] | str  # the top 5 and the score, or why the photo was not classified
+T = TypeVar("T")
 
 
 def subject(classifier: FlowerClassifier) -> str | None:
@@ -139,6 +159,116 @@ def _inline_image(url: str) -> io.BytesIO:
         raise gr.Error(f"This pasted image is not an image that can be read ({error}).") from error
 
 
+def classify_uploads(classifier: FlowerClassifier, uploads: Sequence[Upload], top_k: int = TOP_K) -> list[Answer]:
+    """Each upload's top ``top_k`` and score under the unsure rule, from one forward pass over the photos that open;
+    for one that does not, the message :func:`load_photo` gives.
+
+    Args:
+        classifier: the model.
+        uploads: the image component's raw values, one per request of the batch.
+        top_k: how many classes to return for each.
+    """
+    answers: list[Answer] = [""] * len(uploads)
+    photos: dict[int, Image.Image] = {}
+    for index, upload in enumerate(uploads):
+        try:
+            photos[index] = load_photo(upload)
+        except gr.Error as error:
+            answers[index] = error.message
+    for index, answer in zip(photos, classifier.predict_and_score_batch(list(photos.values()), top_k), strict=True):
+        answers[index] = answer
+    return answers
+
+
+def timed_out(limit: float) -> str:
+    """The message of a request that got no answer within ``limit`` seconds."""
+    return f"No answer within {limit:g} s: the demo is too busy right now. Try again in a moment."
+
+
+async def within(limit: float, worker: Executor, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on ``worker``, or a ``gr.Error`` saying so once it has taken ``limit`` seconds.
+
+    A forward pass cannot be interrupted: the work goes on to its end, with nobody waiting for it, and the next batch
+    queues behind it on ``worker``.
+
+    Args:
+        limit: seconds to wait.
+        worker: where ``fn`` runs.
+        fn: the work, with its ``args``.
+    """
+    try:
+        return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(worker, fn, *args), limit)
+    except TimeoutError:
+        logger.warning("a batch ran longer than %g s; its requests were told to try again", limit)
+        raise gr.Error(timed_out(limit), print_exception=False) from None
+
+
+class RecentScores:
+    """The unsure-rule scores of the last photos predicted, by upload, for the verdict that follows the answer.
+
+    A batched event cannot hand them on in a ``gr.State``: Gradio 6.31 writes the state outputs of a whole batch
+    into the session of its first request.
+
+    Args:
+        size: how many to keep, the newest.
+    """
+
+    def __init__(self, size: int = RECENT_SCORES) -> None:
+        self._scores: OrderedDict[str, float] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()  # the verdicts read in Gradio's worker threads
+
+    def put(self, upload: Upload, score: float) -> None:
+        key = _upload_key(upload)
+        with self._lock:
+            self._scores[key] = score
+            self._scores.move_to_end(key)
+            while len(self._scores) > self._size:
+                self._scores.popitem(last=False)
+
+    def get(self, upload: Upload) -> float | None:
+        with self._lock:
+            return self._scores.get(_upload_key(upload))
+
+
+def _upload_key(upload: Upload) -> str:
+    """A digest of where the upload lies (its path in Gradio's cache) or of a pasted image's data URL."""
+    if isinstance(upload, dict):
+        upload = upload.get("path") or upload.get("url")
+    return hashlib.sha256(str(upload).encode()).hexdigest()
+
+
+def shown_prediction(value: Any) -> dict[str, float] | str | None:
+    """The label component's raw value as :func:`classify_uploads` answered: class names and probabilities, the
+    message of a photo that was not classified (a label without confidences), or ``None`` before any answer."""
+    if not isinstance(value, dict) or not value.get("label"):
+        return None
+    if value.get("confidences") is None:
+        return str(value["label"])
+    return {entry["label"]: entry["confidence"] for entry in value["confidences"]}
+
+
+def shown_verdict(classifier: FlowerClassifier, recent: RecentScores, upload: Upload, shown: Any) -> str:
+    """The verdict over the label the page shows: :func:`verdict`, or for a photo that was not classified its message.
+
+    Args:
+        classifier: the model, with its unsure rule.
+        recent: the scores :func:`build_demo`'s predictions left, for a rule on the logits.
+        upload: the image component's raw value.
+        shown: the label component's raw value.
+    """
+    prediction = shown_prediction(shown)
+    if isinstance(prediction, str):
+        return f"### Not classified\n{prediction}"
+    rule = classifier.unsure_rule
+    if not prediction or rule is None or rule.score == "msp":
+        return verdict(classifier, prediction)  # the score is the top probability shown
+    score = recent.get(upload)
+    if score is None:  # predicted too long ago: its score has been dropped
+        score = classifier.predict_and_score(load_photo(upload), top_k=TOP_K)[1]
+    return verdict(classifier, prediction, score)
+
+
 def enlarged(view: np.ndarray) -> np.ndarray:
     """Small model inputs shown at least ``VIEW_PIXELS`` wide by a whole factor, pixels kept sharp."""
     scale = max(1, VIEW_PIXELS // max(view.shape[:2]))
@@ -154,8 +284,9 @@ def why_view(mapper: HeatMapper, upload: dict[str, Any] | str | None, prediction
         upload: the image component's raw value.
         prediction: the label component's raw value (``{"label": top class, "confidences": …}``).
     """
-    top = prediction.get("label") if isinstance(prediction, dict) else None
-    if not top:
+    classified = isinstance(prediction, dict) and prediction.get("confidences") is not None
+    top = prediction.get("label") if classified else None
+    if not top:  # no answer, or a photo that was not classified
         return None
     try:
         photo = load_photo(upload)
@@ -164,7 +295,13 @@ def why_view(mapper: HeatMapper, upload: dict[str, Any] | str | None, prediction
     return enlarged(mapper(photo, top)[1])
 
 
-def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None, explain: bool = True) -> gr.Blocks:
+def build_demo(
+    classifier: FlowerClassifier,
+    examples: list[str] | None = None,
+    explain: bool = True,
+    max_batch_size: int = MAX_BATCH_SIZE,
+    request_timeout: float = REQUEST_TIMEOUT_S,
+) -> gr.Blocks:
     """The app: a photo in, the five most likely classes and the picture as the model saw it out (with
     ``explain``, also where in it the model found its top class).
 
@@ -173,11 +310,21 @@ def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None, 
         examples: image paths offered as clickable examples.
         explain: show the Grad-CAM heat map of the top class (``flowers_hf.explain``), where the model has one; it
             takes about 1.3 times the prediction's time, after the answer is shown (README, "Demo").
+        max_batch_size: at most this many waiting requests are answered by one forward pass.
+        request_timeout: seconds a batch may run before its requests are told to try again.
     """
     mapper = heat_mapper(classifier) if explain else None
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")  # one batch at a time on the model
+    recent = RecentScores()
 
-    def predict(upload: dict[str, Any] | str | None) -> tuple[dict[str, float], float]:
-        return classifier.predict_and_score(load_photo(upload), top_k=TOP_K)
+    async def predict(uploads: Sequence[Upload]) -> tuple[list[dict[str, float] | str]]:
+        answers = await within(request_timeout, worker, classify_uploads, classifier, uploads)
+        if len(answers) == 1 and isinstance(answers[0], str):
+            raise gr.Error(answers[0])  # alone: the message in the page, an error from the API, as ever
+        for upload, answer in zip(uploads, answers, strict=True):
+            if not isinstance(answer, str):
+                recent.put(upload, answer[1])
+        return ([answer if isinstance(answer, str) else answer[0] for answer in answers],)
 
     def model_view(upload: dict[str, Any] | str | None) -> np.ndarray | None:
         try:
@@ -204,7 +351,6 @@ def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None, 
                 answer = gr.Markdown(elem_id="verdict")
                 # The verdict above is the heading: the label's own would name a class even when unsure.
                 label = gr.Label(num_top_classes=TOP_K, label="Top 5", show_heading=False, elem_id="prediction")
-                score = gr.State()  # the photo's score under the unsure rule, for the verdict; not in the API's answer
                 seen = gr.Image(
                     label=f"As the model saw it ({width}×{height})",
                     interactive=False,
@@ -223,15 +369,16 @@ def build_demo(classifier: FlowerClassifier, examples: list[str] | None = None, 
         # Gradio's own preprocessing would open the file with PIL before we can say what is wrong with it;
         # the upload is still checked to lie in Gradio's cache.
         shown = (
-            submit.click(predict, inputs=image, outputs=[label, score], api_name="predict", preprocess=False)
+            submit.click(
+                predict, inputs=image, outputs=label, api_name="predict", preprocess=False,
+                batch=True, max_batch_size=max_batch_size,
+            )
             .then(
-                lambda prediction, value: verdict(classifier, prediction, value),
-                inputs=[label, score],
-                outputs=answer,
-                api_visibility="private",
+                lambda upload, shown: shown_verdict(classifier, recent, upload, shown),
+                inputs=[image, label], outputs=answer, api_visibility="private", preprocess=False,
             )
             .then(model_view, inputs=image, outputs=seen, api_visibility="private", preprocess=False)
-        )
+        )  # fmt: skip
         if mapper is not None:  # after the answer is shown: the heat map does not delay it
             shown.then(
                 lambda upload, prediction: why_view(mapper, upload, prediction),
@@ -286,8 +433,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="Also open a public gradio.live link.")
-    parser.add_argument("--max_queue", type=int, default=64, help="Requests waiting beyond this are turned away.")
+    parser.add_argument(
+        "--max_queue", type=int, default=64, help="Requests waiting beyond this are turned away at once."
+    )
+    parser.add_argument(
+        "--max_batch_size",
+        type=int,
+        default=int(os.environ.get("MAX_BATCH_SIZE") or MAX_BATCH_SIZE),
+        help="Up to this many requests waiting together are answered by one forward pass (1: one at a time); "
+        f"default {MAX_BATCH_SIZE}, or the MAX_BATCH_SIZE variable.",
+    )
+    parser.add_argument(
+        "--request_timeout",
+        type=float,
+        default=float(os.environ.get("REQUEST_TIMEOUT") or REQUEST_TIMEOUT_S),
+        help="Seconds a batch may run before its requests are told to try again; default "
+        f"{REQUEST_TIMEOUT_S:g}, or the REQUEST_TIMEOUT variable.",
+    )
     args = parser.parse_args(argv)
+    if args.max_batch_size < 1 or args.max_queue < 1 or args.request_timeout <= 0:
+        parser.error("--max_batch_size and --max_queue must be at least 1, --request_timeout above 0")
     if not args.model:
         parser.error("give the model: --model RUN_DIR_OR_HUB_ID, or set the MODEL_ID variable")
     if args.explain is None:  # asked for neither way: wherever Grad-CAM can run
@@ -309,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     classifier = FlowerClassifier.from_pretrained(
         args.model, device=args.device, revision=args.revision, tta=args.tta, backend=args.backend
     )
-    demo = build_demo(classifier, example_images(), explain=args.explain)
+    demo = build_demo(classifier, example_images(), args.explain, args.max_batch_size, args.request_timeout)
     demo.queue(max_size=args.max_queue).launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size="50mb"
     )

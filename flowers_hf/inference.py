@@ -1,8 +1,9 @@
-"""A saved classifier ready for single photos: loaded once, with the eval preprocessing it was trained with."""
+"""A saved classifier for photos, alone or in batches: loaded once, with the eval preprocessing it was trained with."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +135,28 @@ class FlowerClassifier:
             image: a PIL image, or a path opened with :func:`flowers_hf.images.open_image`.
             top_k: how many classes to return.
         """
-        image = image if isinstance(image, Image.Image) else open_image(image)
-        logits = self.logits(self.preprocess(image)[None] if self._views is None else self._views(image))
+        (answer,) = self.predict_and_score_batch([image], top_k)
+        return answer
+
+    def predict_and_score_batch(
+        self, images: Sequence[Image.Image | str | Path], top_k: int = 5
+    ) -> list[tuple[dict[str, float], float]]:
+        """:meth:`predict_and_score` of each image, from one forward pass over all of them (with TTA, over all their
+        views): how a server answers the photos that waited together.
+
+        Args:
+            images: PIL images, or paths opened with :func:`flowers_hf.images.open_image`; none gives ``[]``.
+            top_k: how many classes to return for each.
+        """
+        if not images:
+            return []
+        opened = [image if isinstance(image, Image.Image) else open_image(image) for image in images]
+        inputs = [self.preprocess(image)[None] if self._views is None else self._views(image) for image in opened]
+        logits = self.logits(torch.cat(inputs))
+        return [self._top_and_score(views, top_k) for views in logits.split(len(inputs[0]))]
+
+    def _top_and_score(self, logits: torch.Tensor, top_k: int) -> tuple[dict[str, float], float]:
+        """The top ``top_k`` and the score of one image, from the logits of its views (one row without TTA)."""
         # With TTA, each view's calibrated probabilities, averaged (as flowers_hf.evaluate --tta does).
         probabilities = logits.softmax(-1).mean(0)
         scores, indices = probabilities.topk(min(top_k, len(self.class_names)))

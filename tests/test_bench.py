@@ -103,7 +103,8 @@ def test_the_probe_is_timed_on_both_paths_side_by_side(tmp_path):
     backbone = tmp_path / "backbone.safetensors"  # random weights stand in for the quickstart's here
     save_file(timm.create_model("resnet18", pretrained=False).state_dict(), backbone)
     command = [sys.executable, "bench/run.py", "--models", "none", "--probe", "--probe_backbone", str(backbone),
-               "--probe_images_per_class", "3", "--image_size", "32", "--source_image_size", "48"]  # fmt: skip
+               "--probe_images_per_class", "3", "--image_size", "32", "--source_image_size", "48",
+               "--probe_flags", "--num_train_epochs 3"]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

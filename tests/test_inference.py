@@ -1,11 +1,16 @@
-"""The inference wrapper the demo and the benchmarks use: loaded from a run folder, it agrees with `pipeline`."""
+"""The inference wrapper the demo and the benchmarks use: loaded from a run folder, it agrees with `pipeline`; a batch
+gives what each photo gives alone."""
+
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 from transformers import pipeline
 
+from flowers_hf.export import main as export
 from flowers_hf.inference import FlowerClassifier
+from flowers_hf.open_set import OpenSetRule
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +83,61 @@ def test_flip_tta_averages_the_photo_and_its_mirror_image(tiny_run, classifier):
     averaged = FlowerClassifier.from_pretrained(tiny_run, tta="flip").predict(photo, top_k=6)
     assert averaged == pytest.approx({name: (plain[name] + mirrored[name]) / 2 for name in plain}, abs=1e-5)
     assert sum(averaged.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def _photos(tmp_path) -> list:
+    """Photos of other sizes and modes than the training images, one of them as a path."""
+    _photo(3, size=(500, 375)).save(tmp_path / "photo.jpg")
+    return [_photo(0), _photo(1, size=(33, 200)), _photo(2, size=(120, 90)).convert("L"), tmp_path / "photo.jpg"]
+
+
+def _assert_batch_equals_alone(classifier: FlowerClassifier, photos: list, tolerance: float = 1e-6) -> None:
+    batch = classifier.predict_and_score_batch(photos, top_k=6)
+    alone = [classifier.predict_and_score(photo, top_k=6) for photo in photos]
+    assert len(batch) == len(photos)
+    for (top, score), (top_alone, score_alone) in zip(batch, alone, strict=True):
+        assert list(top) == list(top_alone)  # the same classes, in the same order
+        assert top == pytest.approx(top_alone, abs=tolerance)
+        assert score == pytest.approx(score_alone, abs=tolerance)
+
+
+@pytest.fixture(scope="module")
+def exported_run(tiny_run, tmp_path_factory):
+    """A copy of the tiny run with its ONNX exports (int8 static: calibrated on the run's validation images)."""
+    run = shutil.copytree(tiny_run, tmp_path_factory.mktemp("batch") / "run", ignore=shutil.ignore_patterns("stage*"))
+    export([str(run), "--format", "onnx", "--quantize", "int8", "--eval_split", "none"])
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("tta", "rule"), [(None, None), (None, "energy"), ("flip", "energy"), ("ten_crop", None)])
+def test_a_batch_gives_each_photo_what_it_gets_alone(tiny_run, tmp_path, tta, rule):
+    classifier = FlowerClassifier.from_pretrained(tiny_run, tta=tta)
+    # The energy score comes from the plain view's logits, the probability score from the averaged views.
+    classifier.open_set_rule = OpenSetRule(rule, threshold=0.0) if rule else None
+    _assert_batch_equals_alone(classifier, _photos(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_a_batch_gives_each_photo_what_it_gets_alone_on_the_onnx_backends(exported_run, tmp_path, backend):
+    _assert_batch_equals_alone(FlowerClassifier.from_pretrained(exported_run, backend=backend), _photos(tmp_path))
+
+
+@pytest.mark.slow
+def test_dynamic_int8_answers_depend_slightly_on_the_batch(untrained_folder, tmp_path):
+    # Dynamic quantisation takes its activation ranges from the whole batch at run time: a photo's probabilities
+    # move a little with the photos batched with it (the demo's README says so).
+    export([str(untrained_folder), "--quantize", "int8", "--int8_method", "dynamic", "--eval_split", "none"])
+    classifier = FlowerClassifier.from_pretrained(untrained_folder, backend="onnx-int8")
+    photos = _photos(tmp_path)
+    batch = classifier.predict_and_score_batch(photos)
+    alone = [classifier.predict_and_score(photo) for photo in photos]
+    gaps = [abs(batch[i][0][name] - alone[i][0][name]) for i in range(len(photos)) for name in alone[i][0]]
+    assert 0 < max(gaps) < 1e-2  # near-equal scores of this untrained model can even swap places
+
+
+def test_an_empty_batch_is_answered_without_a_forward_pass(untrained_folder):
+    classifier = FlowerClassifier.from_pretrained(untrained_folder)
+    classifier.model = None  # a forward pass would fail
+    assert classifier.predict_and_score_batch([]) == []

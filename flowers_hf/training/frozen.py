@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import datasets
@@ -137,7 +137,7 @@ class FrozenFeatures:
         kind = "unaugmented" if views == 1 else "augmented"
         return self._get("train", lambda: self._compute(source, views, f"features of train ({views} {kind} views)"))
 
-    def _get(self, key: str, compute) -> FeatureDataset:
+    def _get(self, key: str, compute: Callable[[], FeatureDataset]) -> FeatureDataset:
         signature = _backbone_signature(self.model)
         if self._signature is None or not torch.equal(signature, self._signature):
             self._cache.clear()  # the backbone changed since (stage 2 trained it): earlier features are stale
