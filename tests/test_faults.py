@@ -42,11 +42,11 @@ def reference(tmp_path_factory) -> Path:
     return output
 
 
-def _machine(rank: int, port: str, output: Path) -> subprocess.Popen:
+def _machine(rank: int, port: str, output: Path, script: list[str] | None = None) -> subprocess.Popen:
     """One of two "machines" of a launch, on this host: one process, rendezvous at 127.0.0.1."""
     machine = ["--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
                "--main_process_port", port]  # fmt: skip
-    command = [*LAUNCH, *machine, str(ROOT / "train.py"), *ARGS, "--output_dir", str(output)]
+    command = [*LAUNCH, *machine, *(script or [str(ROOT / "train.py")]), *ARGS, "--output_dir", str(output)]
     return subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -93,3 +93,17 @@ def test_a_killed_process_ends_the_launch_within_a_minute_and_the_rerun_ends_as_
     if mode != "final_model":
         assert "Resuming stage 1 from checkpoint" in rerun.stderr
     assert _results(output) == _results(reference)
+
+
+@pytest.mark.slow
+def test_a_process_killed_on_one_of_two_machines_ends_the_other_machine_too_within_a_minute(tmp_path):
+    output, flag, port = tmp_path / "killed", tmp_path / "flag", str(free_port())
+    script = [str(ROOT / "tests" / "ddp_dies.py"), "mid_epoch", str(flag)]
+    machines = [_machine(rank, port, output, script) for rank in (0, 1)]
+    logs = [machine.communicate(timeout=600)[1] for machine in machines]
+    ended = time.time()
+    # Machine 0's process was waiting for machine 1's in a collective: gloo sees the peer gone and it ends too.
+    assert all(machine.returncode != 0 for machine in machines)
+    assert ended - float(flag.with_suffix(".died").read_text()) < 60
+    assert re.search(r"rank\s*:\s*1 \(local_rank: 0\)", logs[1]) and "SIGKILL" in logs[1]
+    assert _processes_of(output) == []
