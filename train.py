@@ -21,9 +21,9 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from flowers_hf.cli import parse_args, run_cli, setup_logging
-from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
-from flowers_hf.data import label_counts, load_flowers
+from flowers_hf.core.cli import parse_args, run_cli, setup_logging
+from flowers_hf.data import label_counts, load_data
+from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.cache import cache_splits
 from flowers_hf.data.holdout import HELD_OUT
 from flowers_hf.data.load import identify_loaded
@@ -32,16 +32,17 @@ from flowers_hf.data.transforms import BatchTransform, build_eval_transform, bui
 from flowers_hf.data.validate import drop_bad_images
 from flowers_hf.evaluation.calibration import calibrate_model
 from flowers_hf.evaluation.scoring import score_split
-from flowers_hf.modeling import build_model
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model
 from flowers_hf.reporting.publish import check_push_access
 from flowers_hf.reporting.run_folder import FinishedRun, save_class_weights, save_config, write_run_folder
+from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.checkpoints import check_starting_model
-from flowers_hf.training.freezing import parameter_groups, set_trainable
-from flowers_hf.training.frozen import FeatureSources, FrozenFeatures, is_head_only, predict_split
+from flowers_hf.training.frozen_features import FeatureSources, FrozenFeatures, is_head_only, predict_split
+from flowers_hf.training.layer_groups import parameter_groups, set_trainable
 from flowers_hf.training.loss import class_weights_from_counts
 from flowers_hf.training.stages import best_stage, load_checkpoint_weights, plan_stages, run_stage
 from flowers_hf.training.trainer import build_trainer
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 logger = logging.getLogger("train")
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # Data: any image-classification source, with its own class names (Flowers-102's canonical ones for a Flowers-102
     # source); images that cannot be decoded are listed in bad_images.json and left out (or stop the run).
     with args.main_process_first(desc="loading the data"):
-        raw = load_flowers(args=data_args)
+        raw = load_data(args=data_args)
         dataset = identify_loaded(data_args.dataset, data_args, raw)
         report_dir = output_dir if args.should_save else None
         raw = drop_bad_images(raw, data_args.on_bad_image, report_dir, num_proc=args.dataloader_num_workers)

@@ -4,7 +4,7 @@
     python bench/explain.py --architecture resnet18 --image_size 224     # a fresh ResNet18 with 102 classes
     python bench/explain.py --model runs/quickstart --runs 100
 
-Each round times ``FlowerClassifier.predict`` (what ``/predict`` runs) and then ``HeatMapper`` (what the demo adds
+Each round times ``ImageClassifier.predict`` (what ``/predict`` runs) and then ``HeatMapper`` (what the demo adds
 after the answer is shown), on the same 500×375 photo, so that both see the same load on a shared machine; wall
 and CPU milliseconds (CPU time counts both of torch's threads, and varies less with the machine's load). A
 table goes to stdout, then the figures as one JSON object on the last line.
@@ -25,14 +25,15 @@ from typing import Any
 import torch
 from transformers import HfArgumentParser
 
-from flowers_hf.cli import setup_logging
-from flowers_hf.config import ModelArguments, TransformArguments
+from flowers_hf.core.cli import setup_logging
+from flowers_hf.data.arguments import TransformArguments
+from flowers_hf.data.images import open_image
 from flowers_hf.data.labels import FLOWER_NAMES
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.explain import HeatMapper
-from flowers_hf.images import open_image
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.modeling import build_model, save_model
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model, save_model
+from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.explain import HeatMapper
 
 if __name__ == "__main__":  # python bench/explain.py puts bench/ on sys.path; the bench.* imports need the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,7 +61,7 @@ def cpu_milliseconds(function: Callable[[], Any]) -> float:
     return (time.process_time() - start) * 1000
 
 
-def time_heat_map(classifier: FlowerClassifier, photo: Path, runs: int) -> dict[str, float]:
+def time_heat_map(classifier: ImageClassifier, photo: Path, runs: int) -> dict[str, float]:
     """p50 and p95 wall and CPU milliseconds of the prediction and of the heat map, timed in turn."""
     mapper = HeatMapper(classifier)
     top = next(iter(classifier.predict(photo, top_k=1)))
@@ -78,13 +79,13 @@ def time_heat_map(classifier: FlowerClassifier, photo: Path, runs: int) -> dict[
     return figures
 
 
-def load_classifier(args: ExplainBenchArguments, folder: Path) -> FlowerClassifier:
+def load_classifier(args: ExplainBenchArguments, folder: Path) -> ImageClassifier:
     """The run folder, or a fresh ``--architecture`` saved to ``folder`` as ``train.py`` saves one."""
     if args.model:
-        return FlowerClassifier.from_pretrained(args.model)
+        return ImageClassifier.from_pretrained(args.model)
     model = build_model(ModelArguments(model=args.architecture, pretrained=False), list(FLOWER_NAMES))
     save_model(model, folder, resolve_preprocessing(model.timm_model, TransformArguments(image_size=args.image_size)))
-    return FlowerClassifier.from_pretrained(folder)
+    return ImageClassifier.from_pretrained(folder)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -53,11 +53,12 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from transformers import HfArgumentParser
 
-from flowers_hf.cli import setup_logging
-from flowers_hf.config import ModelArguments, TransformArguments
+from flowers_hf.core.cli import setup_logging
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.labels import FLOWER_NAMES
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.modeling import build_model, save_model
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model, save_model
 
 logger = logging.getLogger("bench.load")
 

@@ -6,18 +6,16 @@ settings (no workers), on the same model, batch size and precision as our path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import torch
 import torchvision.transforms as T
 from transformers import Trainer, TrainingArguments
 
+from bench.arguments import BenchArguments
 from bench.timing import timed_train
 from flowers_hf.data.preprocessing import Preprocessing
-
-if TYPE_CHECKING:
-    from bench.run import BenchArguments
 
 
 def measure_peer(

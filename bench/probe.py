@@ -19,16 +19,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flowers_hf.config import DataArguments, TransformArguments
-from flowers_hf.data import load_flowers
+from bench.arguments import BenchArguments
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.cache import cache_splits
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
-
-if TYPE_CHECKING:
-    from bench.run import BenchArguments
+from flowers_hf.training.arguments import FlowersTrainingArguments
 
 logger = logging.getLogger("bench")
 
@@ -105,5 +103,5 @@ def _warm_cache(args: BenchArguments, flags: list[str]) -> None:
                                                                          or None))  # fmt: skip
     workers = FlowersTrainingArguments(output_dir=None, report_to="none").dataloader_num_workers
     start = time.perf_counter()
-    cache_splits(load_flowers(args=data_args), prep, workers or None)
+    cache_splits(load_data(args=data_args), prep, workers or None)
     logger.info("Probe data and its decoded copy ready in %.0f s (not timed)", time.perf_counter() - start)

@@ -20,7 +20,7 @@ same model, batch size and precision:
 - ``train_ceiling_img_s``: a plain PyTorch loop over batches already in memory, the limit a data path can approach;
 - ``peer_img_s``: the recipe of transformers' ``run_image_classification.py``: torchvision transforms per batch in
   ``with_transform``, a plain ``Trainer``, default DataLoader settings (no workers);
-- ``infer_ms_p50``/``p95``: ``FlowerClassifier.predict`` on a JPEG path, as the demo calls it, decoding included;
+- ``infer_ms_p50``/``p95``: ``ImageClassifier.predict`` on a JPEG path, as the demo calls it, decoding included;
   ``infer_ceiling_ms_p50``/``p95``: the bare forward of the same model on a ready tensor;
 - ``onnx_infer_*``, ``onnx_int8_infer_*``: the same with ``backend="onnx"`` and ``"onnx-int8"``, the model exported
   and quantized as ``python -m flowers_hf.export`` does it (``--onnx``, on by default; CPU only);
@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -62,24 +62,26 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
-from flowers_hf.cli import setup_logging
-from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
-from flowers_hf.data import label_counts, load_flowers
+from flowers_hf.core.cli import setup_logging
+from flowers_hf.data import label_counts, load_data
+from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.cache import cache_resized, cached_side
+from flowers_hf.data.images import open_image
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
-from flowers_hf.images import open_image
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.modeling import build_model, save_model
-from flowers_hf.onnx_export import calibration_batches, export_onnx, quantize_int8
-from flowers_hf.onnx_model import ONNX_DIR, ONNX_FILES
+from flowers_hf.export.onnx import calibration_batches, export_onnx, quantize_int8
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model, save_model
+from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.onnx_backend import ONNX_DIR, ONNX_FILES
+from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.loss import class_weights_from_counts
 from flowers_hf.training.trainer import build_trainer
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 if __name__ == "__main__":  # python bench/run.py puts bench/ on sys.path; the bench.* imports need the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.arguments import BenchArguments
 from bench.peer import PeerTransform, measure_peer
 from bench.probe import time_probe
 from bench.tables import PATHS, cpu_key, format_table, target_checks
@@ -112,24 +114,6 @@ REQUIRED_KEYS = (
     "batch_size",
     "workers",
 )
-# Per mode: the models and what differs from the full run. Quick keeps the code path and scales the images down
-# together (crop 128 px from 288 px JPEGs, as 224 from 500), so that decoding and augmenting weigh against the model
-# about as at full size.
-QUICK = {
-    "models": ["resnet18"],
-    "image_size": 128,
-    "source_image_size": 288,
-    "num_classes": 20,
-    "warmup_steps": 2,
-    "steps": 10,
-    "infer_runs": 30,
-}
-FULL = {"models": ["resnet18", "efficientnet_b3"], "source_image_size": 500, "num_classes": 102, "infer_runs": 50}
-# Steady-state steps per model in the full run: EfficientNet-B3 takes ~20 s per step of 32 on 2 CPU cores.
-FULL_STEPS = {"resnet18": 20, "efficientnet_b3": 6}
-WARMUP_STEPS, WARMUP_STEPS_GPU = 3, 10
-# A GPU step takes milliseconds: enough steps for a window of seconds and for the data path to reach steady state.
-FULL_STEPS_GPU = 200
 # The demo's latency keys per backend: PyTorch eager's as they were, the ONNX exports' prefixed (onnx_infer_ms_p50, …).
 INFER_PREFIXES = {"pytorch": "", "onnx": "onnx_", "onnx-int8": "onnx_int8_"}
 CALIBRATION_IMAGES = 64
@@ -138,109 +122,6 @@ RECIPES = {
     "resnet18 linear probe, 20 epochs": "configs/resnet18.yaml",
     "efficientnet_b3 8 + 5 epochs": "configs/efficientnet_b3.yaml",
 }
-
-
-@dataclass
-class BenchArguments:
-    """What to measure, on which data and device. Unset fields take the ``--quick`` or full run's values."""
-
-    quick: bool = field(
-        default=False, metadata={"help": "ResNet18 on smaller images, fewer steps: < 5 min on 2 cores."}
-    )
-    models: list[str] | None = field(
-        default=None,
-        metadata={"help": "timm architectures (full run: resnet18 efficientnet_b3; quick: resnet18); none: no model."},
-    )
-    image_size: int | None = field(
-        default=None, metadata={"help": "Model input size (default: the model's own; quick: 128)."}
-    )
-    source_image_size: int | None = field(
-        default=None, metadata={"help": "Shorter side of the synthetic JPEGs (full: 500 like Flowers-102; quick: 288)."}
-    )
-    num_classes: int | None = field(default=None, metadata={"help": "Synthetic classes (full: 102; quick: 20)."})
-    images_per_class: int = field(
-        default=10, metadata={"help": "Synthetic images per class; every split is used for training (102 x 10: 1,020)."}
-    )
-    batch_size: int = field(default=32, metadata={"help": "Training batch size of every training path."})
-    workers: int | None = field(
-        default=None,
-        metadata={"help": "DataLoader workers of our path (default: FlowersTrainingArguments', min(8, cores))."},
-    )
-    warmup_steps: int | None = field(
-        default=None, metadata={"help": "Training steps run before timing starts (CPU: 3; GPU: 10; quick: 2)."}
-    )
-    steps: int | None = field(
-        default=None,
-        metadata={"help": "Timed training steps (full CPU: resnet18 20, efficientnet_b3 6; GPU: 200; quick: 10)."},
-    )
-    rounds: int = field(
-        default=1, metadata={"help": "Repeat the training measurements, interleaved, and take the medians."}
-    )
-    infer_runs: int | None = field(default=None, metadata={"help": "Timed predictions (full: 50; quick: 30)."})
-    device: str = field(
-        default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu or cuda (default: cuda if any)."}
-    )
-    precision: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 (CUDA only), for training."})
-    channels_last: bool = field(default=False, metadata={"help": "Model (and ceiling batches) in channels_last."})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the model in every training path."})
-    recipes: bool = field(
-        default=False, metadata={"help": "Also time the two reference recipes with train.py (hours on a CPU)."}
-    )
-    recipe_flags: str = field(
-        default="",
-        metadata={"help": "More train.py flags for the recipes, e.g. '--max_steps 2 --image_size 32' for a dry run."},
-    )
-    probe: bool = field(
-        default=False,
-        metadata={
-            "help": "Also time the ResNet18 linear probe (configs/resnet18.yaml, 20 epochs) with train.py, on the "
-            "frozen backbone's features and on the whole model every time, side by side (bench/probe.py)."
-        },
-    )
-    probe_backbone: str | None = field(
-        default=None,
-        metadata={"help": "The probe's starting weights (a model.safetensors; default: train the quickstart's)."},
-    )
-    probe_images_per_class: int = field(
-        default=16, metadata={"help": "The probe's synthetic images per class (16: 204 / 204 / 1,224 images)."}
-    )
-    probe_flags: str = field(
-        default="", metadata={"help": "More train.py flags for both probe runs, e.g. '--num_train_epochs 2'."}
-    )
-    cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches the synthetic images."})
-    onnx: bool = field(
-        default=True,
-        metadata={
-            "help": "Also time the demo on the model's ONNX exports, fp32 and int8 (CPU only; python -m "
-            "flowers_hf.export's code, int8 calibrated on validation photos)."
-        },
-    )
-    json_only: bool = field(default=False, metadata={"help": "Print only the JSON (used for one model per process)."})
-
-    def __post_init__(self) -> None:
-        mode = QUICK if self.quick else FULL
-        for key, value in mode.items():
-            if getattr(self, key, None) is None:
-                setattr(self, key, value)
-        if self.warmup_steps is None:
-            self.warmup_steps = WARMUP_STEPS_GPU if self.device == "cuda" else WARMUP_STEPS
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if self.device not in ("cpu", "cuda") or (self.device == "cuda" and not torch.cuda.is_available()):
-            raise ValueError(f"--device must be cpu or cuda (with a CUDA GPU present), got {self.device!r}")
-        if self.precision == "fp16" and self.device != "cuda":
-            raise ValueError("--precision fp16 needs --device cuda; use bf16 or fp32 on a CPU")
-        if min(self.batch_size, self.warmup_steps, self.rounds, self.infer_runs, self.images_per_class - 2) < 1:
-            raise ValueError(
-                "--batch_size, --warmup_steps, --rounds and --infer_runs must be positive, "
-                "--images_per_class at least 3"
-            )
-
-    def steps_for(self, model: str) -> int:
-        """Timed steps for ``model``: ``--steps``, else the mode's default."""
-        if self.steps is not None:
-            return self.steps
-        return FULL_STEPS_GPU if self.device == "cuda" else FULL_STEPS.get(model, 10)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,7 +146,7 @@ def load_pool(args: BenchArguments, images_needed: int) -> datasets.DatasetDict:
         cache_dir=args.cache_dir,
     )
     start = time.perf_counter()
-    raw = load_flowers("synthetic", data_args)
+    raw = load_data("synthetic", data_args)
     logger.info(
         "Data: %d JPEGs at %d px ready in %.1f s (not timed)",
         sum(map(len, raw.values())),
@@ -378,14 +259,14 @@ def measure_infer(
     folder: Path,
     calibration: datasets.Dataset,
 ) -> dict[str, float]:
-    """Milliseconds of the demo's ``FlowerClassifier.predict`` on a JPEG path and of the bare forward on a ready
+    """Milliseconds of the demo's ``ImageClassifier.predict`` on a JPEG path and of the bare forward on a ready
     tensor, fp32 as the demo runs, for PyTorch eager and (``--onnx``, on a CPU) the ONNX fp32 and int8 exports; every
     backend's two timings in turn, so that all of them see the same load."""
     save_model(model, folder, prep)
-    classifiers = {"pytorch": FlowerClassifier.from_pretrained(folder, device=args.device)}
+    classifiers = {"pytorch": ImageClassifier.from_pretrained(folder, device=args.device)}
     if args.onnx and args.device == "cpu":
         export_onnx_models(classifiers["pytorch"], folder, calibration)
-        classifiers |= {backend: FlowerClassifier.from_pretrained(folder, backend=backend) for backend in ONNX_FILES}
+        classifiers |= {backend: ImageClassifier.from_pretrained(folder, backend=backend) for backend in ONNX_FILES}
     path = folder / "photo.jpg"
     path.write_bytes(photo)
     tensor = classifiers["pytorch"].preprocess(open_image(path))[None].to(args.device)
@@ -411,13 +292,13 @@ def measure_infer(
 
 
 @torch.inference_mode()
-def bare_forward(classifier: FlowerClassifier, tensor: torch.Tensor, device: str) -> None:
+def bare_forward(classifier: ImageClassifier, tensor: torch.Tensor, device: str) -> None:
     """The model alone on a ready batch, as the demo's ``predict`` runs it."""
     classifier.model(tensor)
     synchronize(device)
 
 
-def export_onnx_models(classifier: FlowerClassifier, folder: Path, calibration: datasets.Dataset) -> None:
+def export_onnx_models(classifier: ImageClassifier, folder: Path, calibration: datasets.Dataset) -> None:
     """``onnx/model.onnx`` and ``onnx/model_int8.onnx`` in ``folder``, with ``python -m flowers_hf.export``'s code:
     int8 calibrated on the first ``CALIBRATION_IMAGES`` of ``calibration`` through the eval pipeline."""
     fp32 = folder / ONNX_DIR / ONNX_FILES["onnx"]
@@ -546,7 +427,7 @@ def time_recipes(args: BenchArguments) -> dict[str, float]:
     data_flags = ["--dataset", "synthetic", "--synthetic_image_size", "500", *cache, *shlex.split(args.recipe_flags)]
     parser = HfArgumentParser(DataArguments)
     data_args, _ = parser.parse_args_into_dataclasses(data_flags, return_remaining_strings=True)
-    load_flowers(args=data_args)
+    load_data(args=data_args)
     seconds = {}
     for name, preset in RECIPES.items():
         with tempfile.TemporaryDirectory(prefix="flowers_recipe_") as output_dir:

@@ -42,15 +42,15 @@ import numpy as np
 from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
-from flowers_hf.cli import run_cli, setup_logging
+from flowers_hf.core.cli import run_cli, setup_logging
+from flowers_hf.core.errors import UnreadableImageError
 from flowers_hf.data.identity import DatasetIdentity
+from flowers_hf.data.images import open_image
 from flowers_hf.data.tta import TTA_VIEWS
-from flowers_hf.errors import UnreadableImageError
-from flowers_hf.explain import HeatMapper, heat_mapper
-from flowers_hf.images import open_image
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.onnx_model import BACKENDS
-from flowers_hf.open_set import SCORE_NAMES
+from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.explain import HeatMapper, heat_mapper
+from flowers_hf.serving.onnx_backend import BACKENDS
+from flowers_hf.serving.open_set import SCORE_NAMES
 
 logger = logging.getLogger("demo")
 
@@ -69,18 +69,18 @@ Answer = tuple[dict[str, float], float] | str  # the top 5 and the score, or why
 T = TypeVar("T")
 
 
-def subject(classifier: FlowerClassifier) -> str | None:
+def subject(classifier: ImageClassifier) -> str | None:
     """What one image of the model's data set shows ("flower"), or ``None`` where its data set did not say."""
     return classifier.dataset.subject if classifier.dataset is not None else None
 
 
-def unsure_words(classifier: FlowerClassifier) -> str:
+def unsure_words(classifier: ImageClassifier) -> str:
     """'Not a flower I know', or for a data set without a subject 'Not one of the classes I know'."""
     noun = subject(classifier)
     return f"Not a {noun} I know" if noun else "Not one of the classes I know"
 
 
-def verdict(classifier: FlowerClassifier, prediction: dict[str, float] | None, score: float | None = None) -> str:
+def verdict(classifier: ImageClassifier, prediction: dict[str, float] | None, score: float | None = None) -> str:
     """One line over the top 5: the class's name, or "not a flower I know" (in the data set's words) below the
     model's unsure rule: the score and threshold that ``python -m flowers_hf.evaluate --ood`` recommended, where
     ``config.json`` stores them, else the calibrated top-1 probability below the unsure threshold (``train.py``).
@@ -88,7 +88,7 @@ def verdict(classifier: FlowerClassifier, prediction: dict[str, float] | None, s
     Args:
         classifier: the model, with its unsure rule and data set.
         prediction: class names and probabilities (the label output), or ``None`` before any prediction.
-        score: the photo's score under the rule (``FlowerClassifier.predict_and_score``); a rule on the logits
+        score: the photo's score under the rule (``ImageClassifier.predict_and_score``); a rule on the logits
             needs it.
     """
     if not prediction:
@@ -108,7 +108,7 @@ def verdict(classifier: FlowerClassifier, prediction: dict[str, float] | None, s
     return f"### {name}\n{probability:.0%} sure."
 
 
-def heading(classifier: FlowerClassifier) -> tuple[str, str]:
+def heading(classifier: ImageClassifier) -> tuple[str, str]:
     """The page's title and its first lines, in the words of the model's data set."""
     noun, dataset = subject(classifier), classifier.dataset
     name = dataset.name if dataset is not None else None  # "Oxford Flowers-102", "beans", a folder's name
@@ -159,7 +159,7 @@ def _inline_image(url: str) -> io.BytesIO:
         raise gr.Error(f"This pasted image is not an image that can be read ({error}).") from error
 
 
-def classify_uploads(classifier: FlowerClassifier, uploads: Sequence[Upload], top_k: int = TOP_K) -> list[Answer]:
+def classify_uploads(classifier: ImageClassifier, uploads: Sequence[Upload], top_k: int = TOP_K) -> list[Answer]:
     """Each upload's top ``top_k`` and score under the unsure rule, from one forward pass over the photos that open;
     for one that does not, the message :func:`load_photo` gives.
 
@@ -248,7 +248,7 @@ def shown_prediction(value: Any) -> dict[str, float] | str | None:
     return {entry["label"]: entry["confidence"] for entry in value["confidences"]}
 
 
-def shown_verdict(classifier: FlowerClassifier, recent: RecentScores, upload: Upload, shown: Any) -> str:
+def shown_verdict(classifier: ImageClassifier, recent: RecentScores, upload: Upload, shown: Any) -> str:
     """The verdict over the label the page shows: :func:`verdict`, or for a photo that was not classified its message.
 
     Args:
@@ -296,7 +296,7 @@ def why_view(mapper: HeatMapper, upload: dict[str, Any] | str | None, prediction
 
 
 def build_demo(
-    classifier: FlowerClassifier,
+    classifier: ImageClassifier,
     examples: list[str] | None = None,
     explain: bool = True,
     max_batch_size: int = MAX_BATCH_SIZE,
@@ -308,8 +308,8 @@ def build_demo(
     Args:
         classifier: the model with its preprocessing, loaded once and shared by every request.
         examples: image paths offered as clickable examples.
-        explain: show the Grad-CAM heat map of the top class (``flowers_hf.explain``), where the model has one; it
-            takes about 1.3 times the prediction's time, after the answer is shown (README, "Demo").
+        explain: show the Grad-CAM heat map of the top class (``flowers_hf.serving.explain``), where the model
+            has one; it takes about 1.3 times the prediction's time, after the answer is shown (README, "Demo").
         max_batch_size: at most this many waiting requests are answered by one forward pass.
         request_timeout: seconds a batch may run before its requests are told to try again.
     """
@@ -471,7 +471,7 @@ def _env_flag(name: str) -> bool | None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    classifier = FlowerClassifier.from_pretrained(
+    classifier = ImageClassifier.from_pretrained(
         args.model, device=args.device, revision=args.revision, tta=args.tta, backend=args.backend
     )
     demo = build_demo(classifier, example_images(), args.explain, args.max_batch_size, args.request_timeout)

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 import yaml
 
-from flowers_hf.cli import parse_args, run_cli, setup_logging
-from flowers_hf.config import DataArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.core.cli import parse_args, run_cli, setup_logging
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.cache import cache_images
 from flowers_hf.data.identity import SYNTHETIC_OOD, identify
 from flowers_hf.data.labels import check_class_names
@@ -48,8 +48,7 @@ from flowers_hf.evaluation.evaluator import Evaluator, resolve_calibration, unca
 from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule, summary_lines
 from flowers_hf.evaluation.scoring import score_split, score_views
 from flowers_hf.evaluation.suite import CORRUPTED_AT, corruption_suite
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.modeling import save_model
+from flowers_hf.model.modeling import save_model
 from flowers_hf.reporting.model_card import evaluation_results, update_model_card
 from flowers_hf.reporting.plots import plot_reliability_diagram, plot_robustness
 from flowers_hf.reporting.publish import check_push_access, push_results
@@ -62,6 +61,7 @@ from flowers_hf.reporting.run_folder import (
     write_open_set,
     write_test_report,
 )
+from flowers_hf.serving.classifier import ImageClassifier
 
 logger = logging.getLogger("flowers_hf.evaluate")
 
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     (output_dir / EVALUATE_CONFIG_FILE).write_text(yaml.safe_dump({**vars(args), **vars(data_args)}, sort_keys=False))
 
     # The model with its preprocessing; the data, whose classes must be the model's, in the same order.
-    classifier = FlowerClassifier.from_pretrained(args.model, device=_device(args.device))
-    data = load_flowers(args=data_args)
+    classifier = ImageClassifier.from_pretrained(args.model, device=_device(args.device))
+    data = load_data(args=data_args)
     # As train.py does: images that cannot be decoded are listed in OUTPUT_DIR/bad_images.json and left out (or,
     # with --on_bad_image error, stop the command before any pass).
     data = drop_bad_images(data, data_args.on_bad_image, output_dir, num_proc=args.dataloader_num_workers or None)
@@ -245,7 +245,7 @@ def _subset(split: datasets.Dataset, max_samples: int | None, seed: int = 0) -> 
     return split.select(indices, keep_in_memory=True)
 
 
-def _suite_facts(args: EvaluationArguments, classifier: FlowerClassifier, num_images: int) -> dict[str, Any]:
+def _suite_facts(args: EvaluationArguments, classifier: ImageClassifier, num_images: int) -> dict[str, Any]:
     return {
         "model": args.model,
         "split": args.split,

@@ -31,11 +31,12 @@ from gradio_client import Client  # noqa: E402
 from helpers import ROOT, TINY_RUN, free_port, write_oxford_files, write_oxford_jpgs  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from flowers_hf.config import DataArguments, ModelArguments, TransformArguments  # noqa: E402
-from flowers_hf.data import load_flowers  # noqa: E402
+from flowers_hf.data import load_data  # noqa: E402
+from flowers_hf.data.arguments import DataArguments, TransformArguments  # noqa: E402
 from flowers_hf.data.labels import FLOWER_NAMES  # noqa: E402
 from flowers_hf.data.preprocessing import resolve_preprocessing  # noqa: E402
-from flowers_hf.modeling import build_model, save_model  # noqa: E402
+from flowers_hf.model.arguments import ModelArguments  # noqa: E402
+from flowers_hf.model.modeling import build_model, save_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +67,7 @@ def tiny_args() -> DataArguments:
 
 @pytest.fixture(scope="session")
 def tiny_synthetic(tiny_args):
-    return load_flowers(args=tiny_args)
+    return load_data(args=tiny_args)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from pathlib import Path
 from transformers import Trainer
 
 import train
-from flowers_hf import modeling
+from flowers_hf.model import modeling
 
 RANK = int(os.environ.get("RANK", "0"))
 

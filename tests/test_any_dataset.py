@@ -13,13 +13,13 @@ from PIL import Image
 from transformers import pipeline
 
 import train
-from flowers_hf.config import DataArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.core.errors import DataError
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.identity import identify, is_flowers102_source
 from flowers_hf.data.labels import FLOWER_NAMES
 from flowers_hf.data.standardize import standardize
-from flowers_hf.errors import DataError
-from flowers_hf.inference import FlowerClassifier
+from flowers_hf.serving.classifier import ImageClassifier
 
 DIGITS = {"0": 8, "1": 8, "2": 8}
 SHORT = [
@@ -112,7 +112,7 @@ def _snapshot(folder, names):
 
 def test_a_hub_snapshot_folder_of_parquet_shards_loads_with_its_names(tmp_path):
     folder = _snapshot(tmp_path / "beans", ["angular_leaf_spot", "bean_rust", "healthy"])
-    data = load_flowers(str(folder), DataArguments(validation_fraction=0.34))
+    data = load_data(str(folder), DataArguments(validation_fraction=0.34))
     assert data["test"].features["label"].names == ["angular_leaf_spot", "bean_rust", "healthy"]
     assert data["test"]["label"] == [2, 1, 0]
 
@@ -125,7 +125,7 @@ def test_an_imagefolder_with_metadata_csv_loads_its_labels(tmp_path):
             Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(tmp_path / split / f"{i}.png")
             rows.append(f"{i}.png,{label}")
         (tmp_path / split / "metadata.csv").write_text("\n".join(rows) + "\n")
-    data = load_flowers(str(tmp_path), DataArguments(validation_fraction=0.5))
+    data = load_data(str(tmp_path), DataArguments(validation_fraction=0.5))
     assert data["test"].features["label"].names == ["cat", "dog"]
     assert data["test"]["label"] == [0, 1, 0, 1]
 
@@ -152,7 +152,7 @@ def test_a_digit_named_imagefolder_keeps_its_names_end_to_end(tmp_path):
     card = (output / "README.md").read_text()
     assert "| 0 | 0 |" in card and "| 2 | 2 |" in card  # the class table: id and name
     assert "flower" not in card.lower()
-    classifier = FlowerClassifier.from_pretrained(output)
+    classifier = ImageClassifier.from_pretrained(output)
     sys.path.insert(0, str(ROOT / "demo"))
     import app  # demo/app.py
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from bench import run as bench
 from bench import tables, timing
+from bench.arguments import BenchArguments
 from flowers_hf.data.cache import cache_resized, cached_side
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
@@ -158,14 +159,14 @@ def test_percentile_matches_numpy():
 
 
 def test_quick_mode_fills_in_its_defaults_and_flags_win():
-    quick = bench.BenchArguments(quick=True, device="cpu")
+    quick = BenchArguments(quick=True, device="cpu")
     assert (quick.models, quick.image_size, quick.warmup_steps, quick.steps) == (["resnet18"], 128, 2, 10)
-    full = bench.BenchArguments(device="cpu", steps=None, image_size=None)
+    full = BenchArguments(device="cpu", steps=None, image_size=None)
     assert full.models == ["resnet18", "efficientnet_b3"] and full.image_size is None
     assert full.steps_for("efficientnet_b3") < full.steps_for("resnet18")
-    assert bench.BenchArguments(quick=True, device="cpu", image_size=64).image_size == 64
+    assert BenchArguments(quick=True, device="cpu", image_size=64).image_size == 64
     with pytest.raises(ValueError, match="fp16"):
-        bench.BenchArguments(device="cpu", precision="fp16")
+        BenchArguments(device="cpu", precision="fp16")
 
 
 # flowers_hf.data.cache

@@ -49,9 +49,9 @@ def test_upload_classify_and_read_the_top_label(page, tiny_run, tmp_path):
     expect(page.locator("#photo img")).to_be_visible(timeout=30_000)  # the upload is shown
     page.locator("#classify").click()
 
-    from flowers_hf.inference import FlowerClassifier
+    from flowers_hf.serving.classifier import ImageClassifier
 
-    classifier = FlowerClassifier.from_pretrained(tiny_run)
+    classifier = ImageClassifier.from_pretrained(tiny_run)
     prediction = classifier.predict(photo)
     # The verdict heads the top 5: the name, or "Not a flower I know" below the model's unsure threshold.
     expected = next(iter(prediction))

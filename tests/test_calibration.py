@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-from flowers_hf.config import ModelArguments, TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform
 from flowers_hf.evaluation import calibration as calibration_module
@@ -24,9 +24,10 @@ from flowers_hf.evaluation.calibration import (
     softmax,
     unsure_threshold,
 )
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.modeling import build_model, save_model
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model, save_model
 from flowers_hf.reporting.plots import plot_reliability_diagram
+from flowers_hf.serving.classifier import ImageClassifier
 
 NAMES = ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
 
@@ -170,7 +171,7 @@ def test_the_saved_model_gives_calibrated_probabilities_to_pipeline(calibrated_f
 
 def test_the_classifier_reads_the_threshold_and_flags_unsure_answers(calibrated_folder):
     folder, _, _, calibration = calibrated_folder
-    classifier = FlowerClassifier.from_pretrained(folder)
+    classifier = ImageClassifier.from_pretrained(folder)
     assert classifier.unsure_threshold == pytest.approx(calibration.unsure_threshold)
     assert Calibration.from_config(classifier.model.config) == calibration
     threshold = classifier.unsure_threshold
@@ -182,7 +183,7 @@ def test_the_classifier_reads_the_threshold_and_flags_unsure_answers(calibrated_
 def test_a_model_without_calibration_is_never_unsure(tmp_path):
     model = _model()
     save_model(model, tmp_path, resolve_preprocessing(model.timm_model, TransformArguments(image_size=32)))
-    classifier = FlowerClassifier.from_pretrained(tmp_path)
+    classifier = ImageClassifier.from_pretrained(tmp_path)
     assert classifier.unsure_threshold is None and not classifier.is_unsure(0.0)
 
 

@@ -4,10 +4,10 @@ folder's card, read back through huggingface_hub."""
 import pytest
 from huggingface_hub import ModelCard
 
-from flowers_hf.config import DataArguments
+from flowers_hf.core.errors import ArgumentError, HubPushError
+from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.identity import identify
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.errors import ArgumentError, HubPushError
 from flowers_hf.evaluate import publish_results
 from flowers_hf.evaluation.arguments import EvaluationArguments
 from flowers_hf.reporting.model_card import RunSummary, evaluation_results, update_model_card, write_model_card

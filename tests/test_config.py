@@ -1,7 +1,7 @@
 import pytest
 from transformers import HfArgumentParser
 
-from flowers_hf.config import DEFAULT_HUB_DATASET, DataArguments, TransformArguments
+from flowers_hf.data.arguments import DEFAULT_HUB_DATASET, DataArguments, TransformArguments
 
 
 def test_defaults_point_at_the_official_split_on_the_hub_at_a_pinned_commit():
@@ -70,7 +70,7 @@ def test_bad_transform_arguments_are_refused_with_the_flag_named(kwargs, message
 
 
 def test_a_yaml_preset_gives_defaults_and_flags_override_it(tmp_path):
-    from flowers_hf.cli import parse_args
+    from flowers_hf.core.cli import parse_args
 
     preset = tmp_path / "preset.yaml"
     preset.write_text("dataset: synthetic\nsynthetic_num_classes: 7\nmean: [0.1, 0.2, 0.3]\n")
@@ -85,7 +85,7 @@ def test_a_yaml_preset_gives_defaults_and_flags_override_it(tmp_path):
 
 
 def test_a_preset_with_an_unknown_key_or_no_file_is_refused(tmp_path):
-    from flowers_hf.cli import parse_args
+    from flowers_hf.core.cli import parse_args
 
     preset = tmp_path / "typo.yaml"
     preset.write_text("datset: synthetic\n")

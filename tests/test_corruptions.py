@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.cache import cache_images
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, eval_resize

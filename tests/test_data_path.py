@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.cache import cache_splits
 from flowers_hf.data.mixup import build_mixup_collator
 from flowers_hf.data.preprocessing import resolve_preprocessing
@@ -78,8 +78,8 @@ def test_mixup_normalises_uint8_batches_before_mixing():
 def test_the_trainer_feeds_the_model_normalised_pixels(tmp_path):
     from transformers import TrainingArguments
 
-    from flowers_hf.config import ModelArguments
-    from flowers_hf.modeling import build_model
+    from flowers_hf.model.arguments import ModelArguments
+    from flowers_hf.model.modeling import build_model
     from flowers_hf.training.loss import WeightedCrossEntropy
     from flowers_hf.training.trainer import ClassWeightedTrainer
 
@@ -98,10 +98,10 @@ def test_the_trainer_feeds_the_model_normalised_pixels(tmp_path):
 
 
 def test_a_bf16_training_step_runs_under_cpu_autocast_on_uint8_batches(tiny_synthetic, tmp_path):
-    from flowers_hf.config import ModelArguments
-    from flowers_hf.modeling import build_model
+    from flowers_hf.model.arguments import ModelArguments
+    from flowers_hf.model.modeling import build_model
+    from flowers_hf.training.arguments import FlowersTrainingArguments
     from flowers_hf.training.trainer import build_trainer
-    from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
     names = tiny_synthetic["train"].features["label"].names
     model = build_model(ModelArguments(model="test_resnet", pretrained=False), names)

@@ -17,7 +17,7 @@ from gradio_client.utils import QueueError, Status
 from helpers import ROOT, free_port
 from PIL import Image
 
-from flowers_hf.open_set import OpenSetRule
+from flowers_hf.serving.open_set import OpenSetRule
 
 spec = importlib.util.spec_from_file_location("flowers_demo", ROOT / "demo" / "app.py")
 app = importlib.util.module_from_spec(spec)
@@ -37,7 +37,7 @@ def test_predict_endpoint_returns_the_five_most_likely_flowers(client, photo, ti
     scores = [score for _, score in top5]
     assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
     # The same numbers as the library's predict on the same file.
-    expected = app.FlowerClassifier.from_pretrained(tiny_run).predict(photo)
+    expected = app.ImageClassifier.from_pretrained(tiny_run).predict(photo)
     assert dict(top5) == pytest.approx(expected, abs=1e-4)
 
 
@@ -84,7 +84,7 @@ def test_examples_are_images_in_the_examples_folder():
 
 @pytest.mark.slow
 def test_the_verdict_names_the_flower_or_says_unsure_below_the_stored_threshold(tiny_run):
-    classifier = app.FlowerClassifier.from_pretrained(tiny_run)
+    classifier = app.ImageClassifier.from_pretrained(tiny_run)
     classifier.unsure_threshold = 0.4  # as train.py stores it in config.json["calibration"]
     assert app.verdict(classifier, {"rose": 0.39, "daisy": 0.2}).startswith("### Not a flower I know")
     assert "*rose*" in app.verdict(classifier, {"rose": 0.39, "daisy": 0.2})
@@ -116,7 +116,7 @@ def test_batching_and_the_time_limit_come_from_flags_or_variables(monkeypatch):
             app.parse_args(["--model", "m", *bad])
 
 
-class CountingClassifier(app.FlowerClassifier):
+class CountingClassifier(app.ImageClassifier):
     """The tiny run's model, recording each batch it is given and taking ``delay`` seconds more over each."""
 
     delay = 0.0
@@ -154,7 +154,7 @@ def test_recent_scores_keep_the_newest_by_upload():
 
 
 def test_the_verdict_after_an_answer_reads_the_score_it_left_or_says_why_there_is_none(untrained_folder):
-    classifier = app.FlowerClassifier.from_pretrained(untrained_folder)
+    classifier = app.ImageClassifier.from_pretrained(untrained_folder)
     classifier.open_set_rule = OpenSetRule("energy", threshold=2.0)  # a rule on the logits, not on the label shown
     upload, recent = _data_url(Image.new("RGB", (40, 40), (200, 30, 30))), app.RecentScores()
     top, score = classifier.predict_and_score(app.load_photo(upload))

@@ -9,7 +9,7 @@ import pytest
 from helpers import free_port
 
 from bench import load
-from flowers_hf.inference import FlowerClassifier
+from flowers_hf.serving.classifier import ImageClassifier
 
 
 @pytest.mark.slow
@@ -18,7 +18,7 @@ def test_ten_clients_five_requests_each_all_answered_with_the_library_label(demo
     assert (summary["sent"], summary["answered"], summary["failed"], summary["lost"]) == (50, 50, 0, 0)
     assert load.all_answered(summary)
     photo = load.sample_photo(tmp_path / "photo.jpg")  # the photo main sent: drawn the same every time
-    expected = next(iter(FlowerClassifier.from_pretrained(tiny_run).predict(photo)))
+    expected = next(iter(ImageClassifier.from_pretrained(tiny_run).predict(photo)))
     assert summary["top_labels"] == {expected: 50}
 
     last_line = capsys.readouterr().out.strip().splitlines()[-1]
@@ -81,7 +81,7 @@ def test_the_soak_stays_on_this_machine_and_has_its_own_defaults():
 
 def test_make_model_writes_a_folder_the_demo_serves_at_the_asked_size(tmp_path):
     folder = load.make_model("test_resnet", 48, tmp_path / "model")
-    classifier = FlowerClassifier.from_pretrained(folder)
+    classifier = ImageClassifier.from_pretrained(folder)
     assert classifier.prep.input_size == (48, 48) and len(classifier.class_names) == 102
 
 

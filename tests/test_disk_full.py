@@ -15,13 +15,13 @@ from test_resume import ARGS, COMPARED, _evaluations
 from transformers import Trainer, pipeline
 
 import train
-from flowers_hf import modeling
-from flowers_hf.cli import parse_args, run_cli
-from flowers_hf.config import DataArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.model import modeling
+from flowers_hf.core.cli import parse_args, run_cli
+from flowers_hf.core.disk import atomic_folder, disk_full_guard
+from flowers_hf.core.errors import DiskFullError
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.cache import cache_resized
-from flowers_hf.disk import atomic_folder, disk_full_guard
-from flowers_hf.errors import DiskFullError
 from flowers_hf.reporting import run_folder
 
 FULL = OSError(errno.ENOSPC, "No space left on device")
@@ -116,7 +116,7 @@ def test_the_final_model_folder_is_never_left_half_written(tmp_path, monkeypatch
 
     monkeypatch.setattr(modeling, "save_for_hf", save_for_hf)
     metrics = train.main(argv)  # the stage is finished: only the folder is written
-    image = load_flowers(args=parse_args((DataArguments,), argv[:8])[0])["test"][0]["image"]
+    image = load_data(args=parse_args((DataArguments,), argv[:8])[0])["test"][0]["image"]
     assert len(pipeline("image-classification", model=str(output))(image)) == 4  # a whole model, loadable
     assert json.loads((output / "test_results.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from flowers_hf.cli import run_cli
+from flowers_hf.core.cli import run_cli
+from flowers_hf.core.errors import ClassMismatchError
 from flowers_hf.data.labels import FLOWER_NAMES, check_class_names
-from flowers_hf.errors import ClassMismatchError
 from flowers_hf.evaluate import main
 
 FILES = [

@@ -11,11 +11,11 @@ from helpers import ROOT
 from matplotlib import colormaps
 from PIL import Image
 
-from flowers_hf.config import ModelArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.explain import HeatMapper, cam_layer, grad_cam, heat_mapper, overlay
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.modeling import build_model, save_model
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model, save_model
+from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.explain import HeatMapper, cam_layer, grad_cam, heat_mapper, overlay
 
 NAMES = ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
 
@@ -68,12 +68,12 @@ def test_the_overlay_blends_the_jet_colours_over_the_view():
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory) -> FlowerClassifier:
+def classifier(tmp_path_factory) -> ImageClassifier:
     folder = tmp_path_factory.mktemp("cam_model")
     torch.manual_seed(0)
     model = build_model(ModelArguments(model="test_resnet", pretrained=False), NAMES)
     save_model(model, folder, resolve_preprocessing(model.timm_model))
-    return FlowerClassifier.from_pretrained(folder)
+    return ImageClassifier.from_pretrained(folder)
 
 
 def _photo() -> Image.Image:
@@ -143,9 +143,9 @@ def test_the_app_shows_the_why_view_where_the_model_has_one(classifier, tmp_path
     torch.manual_seed(0)
     vit = build_model(ModelArguments(model="test_vit", pretrained=False), NAMES)
     save_model(vit, tmp_path, resolve_preprocessing(vit.timm_model))
-    assert heat_mapper(FlowerClassifier.from_pretrained(tmp_path)) is None
+    assert heat_mapper(ImageClassifier.from_pretrained(tmp_path)) is None
     assert "No heat maps for this model" in caplog.text
-    assert _why_block(app.build_demo(FlowerClassifier.from_pretrained(tmp_path))).visible is False
+    assert _why_block(app.build_demo(ImageClassifier.from_pretrained(tmp_path))).visible is False
 
 
 def test_the_benchmark_times_the_prediction_and_the_heat_map_in_turn(capsys):

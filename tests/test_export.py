@@ -1,5 +1,5 @@
 """python -m flowers_hf.export and the ONNX backends: parity with transformers' pipeline, the int8 model's agreement
-and accuracy change, the record and model card section, serving (FlowerClassifier, the demo), the Hub push, errors."""
+and accuracy change, the record and model card section, serving (ImageClassifier, the demo), the Hub push, errors."""
 
 import importlib.util
 import json
@@ -18,17 +18,18 @@ from hub_standin import HubStandIn, serve
 from PIL import Image
 from transformers import pipeline
 
-from flowers_hf.cli import run_cli
-from flowers_hf.config import DataArguments, ModelArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.core.cli import run_cli
+from flowers_hf.core.errors import ArgumentError, MissingFileError
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.labels import FLOWER_NAMES
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.errors import ArgumentError, MissingFileError
-from flowers_hf.export import main
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.modeling import build_model, save_model
-from flowers_hf.onnx_model import INPUT_NAME, OUTPUT_NAME, sha256
+from flowers_hf.export.__main__ import main
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model, save_model
 from flowers_hf.reporting.model_card import ONNX_MARKERS, add_onnx_usage
+from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.onnx_backend import INPUT_NAME, OUTPUT_NAME, sha256
 
 spec = importlib.util.spec_from_file_location("flowers_demo", ROOT / "demo" / "app.py")
 app = importlib.util.module_from_spec(spec)
@@ -55,7 +56,7 @@ def exported(tiny_run, tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def test_images() -> tuple[list[Image.Image], np.ndarray]:
     """The tiny run's test split, plus photos of other sizes and modes than the training images."""
-    split = load_flowers(args=TINY_DATA)["test"]
+    split = load_data(args=TINY_DATA)["test"]
     rng = np.random.default_rng(0)
     photos = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in ((60, 80), (33, 200))]
     photos.append(photos[0].convert("L"))
@@ -66,7 +67,7 @@ def test_images() -> tuple[list[Image.Image], np.ndarray]:
 def test_onnx_probabilities_equal_the_pipelines_on_the_same_images(exported, test_images):
     run, _ = exported
     images, _ = test_images
-    served = FlowerClassifier.from_pretrained(run, backend="onnx")
+    served = ImageClassifier.from_pretrained(run, backend="onnx")
     theirs = pipeline("image-classification", model=str(run))(images, top_k=6)
     differences = []
     for image, entries in zip(images, theirs, strict=True):
@@ -80,7 +81,7 @@ def test_onnx_probabilities_equal_the_pipelines_on_the_same_images(exported, tes
 def test_the_onnx_model_takes_any_batch_size_and_outputs_calibrated_logits(exported, test_images):
     run, _ = exported
     images, _ = test_images
-    pytorch = FlowerClassifier.from_pretrained(run)
+    pytorch = ImageClassifier.from_pretrained(run)
     batch = torch.stack([pytorch.preprocess(image) for image in images[:5]])
     session = ort.InferenceSession(str(run / "onnx" / "model.onnx"))
     assert session.get_inputs()[0].shape == ["batch", 3, 32, 32]
@@ -96,10 +97,10 @@ def test_the_onnx_model_takes_any_batch_size_and_outputs_calibrated_logits(expor
 def test_int8_agreement_and_accuracy_change_are_measured_and_recorded(exported):
     run, record = exported
     comparison = record["comparison"]
-    split = load_flowers(args=TINY_DATA)["test"]
+    split = load_data(args=TINY_DATA)["test"]
     assert (comparison["split"], comparison["images"]) == ("test", len(split))
     # The same figures, measured again here through the served backends.
-    served = {backend: FlowerClassifier.from_pretrained(run, backend=backend) for backend in ("onnx", "onnx-int8")}
+    served = {backend: ImageClassifier.from_pretrained(run, backend=backend) for backend in ("onnx", "onnx-int8")}
     top1 = {backend: _top1(classifier, split["image"]) for backend, classifier in served.items()}
     labels = np.asarray(split["label"])
     agreement = (top1["onnx-int8"] == top1["onnx"]).mean()
@@ -116,7 +117,7 @@ def test_int8_agreement_and_accuracy_change_are_measured_and_recorded(exported):
     assert agreement > 0.5
 
 
-def _top1(classifier: FlowerClassifier, images: list[Image.Image]) -> np.ndarray:
+def _top1(classifier: ImageClassifier, images: list[Image.Image]) -> np.ndarray:
     return np.array([int(classifier.probabilities(classifier.preprocess(image)[None])[0].argmax()) for image in images])
 
 
@@ -130,7 +131,7 @@ def test_the_record_says_what_the_files_were_made_from_and_how(exported):
     assert record["how"]["exporter"] == "torch.onnx.export(dynamo=True)"
     assert record["how"]["input"]["shape"] == ["batch", 3, 32, 32]
     assert record["how"]["command"] == f"python -m flowers_hf.export {run} --format onnx --quantize int8"
-    validation = len(load_flowers(args=TINY_DATA)["validation"])
+    validation = len(load_data(args=TINY_DATA)["validation"])
     assert record["int8"] == {
         "method": "static", "quant_format": "QDQ", "per_channel": True, "weight_type": "QInt8",
         "activation_type": "QUInt8", "calibrate_method": "MinMax", "calibration_images": min(256, validation),
@@ -146,7 +147,7 @@ def test_the_model_card_shows_how_to_run_the_exported_files(exported):
     card = (run / "README.md").read_text()
     assert card.count(ONNX_MARKERS[0]) == 1
     assert card.index("## Serving with ONNX Runtime") < card.index("## Limitations")
-    assert 'FlowerClassifier.from_pretrained("path/to/this/folder", backend="onnx-int8")' in card
+    assert 'ImageClassifier.from_pretrained("path/to/this/folder", backend="onnx-int8")' in card
     assert 'hf_hub_download("path/to/this/folder", "onnx/model_int8.onnx")' in card
 
 
@@ -169,13 +170,13 @@ def test_without_images_int8_is_dynamic_and_nothing_is_compared(untrained_folder
     assert record["int8"] == {"method": "dynamic", "weight_type": "QInt8"}
     assert "comparison" not in record and set(record["files"]) == {"model.onnx", "model_int8.onnx"}
     photo = Image.new("RGB", (40, 30), (200, 50, 90))
-    fp32 = FlowerClassifier.from_pretrained(untrained_folder, backend="onnx").predict(photo, top_k=4)
-    assert fp32 == pytest.approx(FlowerClassifier.from_pretrained(untrained_folder).predict(photo, top_k=4), abs=1e-4)
+    fp32 = ImageClassifier.from_pretrained(untrained_folder, backend="onnx").predict(photo, top_k=4)
+    assert fp32 == pytest.approx(ImageClassifier.from_pretrained(untrained_folder).predict(photo, top_k=4), abs=1e-4)
     # An export without --quantize leaves no int8 file of an earlier one behind.
     main([str(untrained_folder), "--eval_split", "none"])
     assert not (untrained_folder / "onnx" / "model_int8.onnx").exists()
     with pytest.raises(MissingFileError, match="--quantize int8"):
-        FlowerClassifier.from_pretrained(untrained_folder, backend="onnx-int8")
+        ImageClassifier.from_pretrained(untrained_folder, backend="onnx-int8")
 
 
 def test_a_bad_folder_ends_with_one_clear_line(tmp_path, untrained_folder, caplog):
@@ -190,11 +191,11 @@ def test_a_bad_folder_ends_with_one_clear_line(tmp_path, untrained_folder, caplo
 
 def test_a_folder_without_an_export_says_how_to_make_one(untrained_folder):
     with pytest.raises(MissingFileError, match=r"has no onnx/model.onnx: export it with `python -m flowers_hf.export"):
-        FlowerClassifier.from_pretrained(untrained_folder, backend="onnx")
+        ImageClassifier.from_pretrained(untrained_folder, backend="onnx")
     with pytest.raises(ArgumentError, match="not one of"):
-        FlowerClassifier.from_pretrained(untrained_folder, backend="tensorrt")
+        ImageClassifier.from_pretrained(untrained_folder, backend="tensorrt")
     with pytest.raises(ArgumentError, match="runs on the CPU"):
-        FlowerClassifier.from_pretrained(untrained_folder, backend="onnx", device="cuda")
+        ImageClassifier.from_pretrained(untrained_folder, backend="onnx", device="cuda")
 
 
 @pytest.mark.slow
@@ -221,11 +222,11 @@ def test_the_demo_takes_the_backend_from_a_flag_or_the_space_variable(monkeypatc
 @pytest.mark.slow
 def test_the_demo_serves_the_int8_model_with_the_same_preprocessing(exported):
     run, _ = exported
-    served = FlowerClassifier.from_pretrained(run, backend="onnx-int8")
+    served = ImageClassifier.from_pretrained(run, backend="onnx-int8")
     demo = app.build_demo(served)
     assert demo is not None
     flat = Image.new("RGB", (64, 48), (200, 100, 50))
-    assert np.array_equal(served.model_view(flat), FlowerClassifier.from_pretrained(run).model_view(flat))
+    assert np.array_equal(served.model_view(flat), ImageClassifier.from_pretrained(run).model_view(flat))
     assert sum(served.predict(flat, top_k=6).values()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -237,7 +238,7 @@ def test_the_hub_push_includes_the_exported_files(exported):
     environment = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_export_test_token", "HF_HUB_DISABLE_XET": "1"}
     environment.pop("HF_HUB_OFFLINE")
     try:
-        command = [sys.executable, "-m", "flowers_hf.hub", "push", str(run), "--repo", repo]
+        command = [sys.executable, "-m", "flowers_hf.push", "push", str(run), "--repo", repo]
         done = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT, timeout=300)
     finally:
         server.shutdown()
@@ -246,5 +247,5 @@ def test_the_hub_push_includes_the_exported_files(exported):
     for name in ("model.onnx", "model_int8.onnx", "export.json"):
         assert files[f"onnx/{name}"] == (run / "onnx" / name).read_bytes()
     card = files["README.md"].decode()
-    assert f'FlowerClassifier.from_pretrained("{repo}", backend="onnx-int8")' in card
+    assert f'ImageClassifier.from_pretrained("{repo}", backend="onnx-int8")' in card
     assert f'hf_hub_download("{repo}", "onnx/model_int8.onnx")' in card

@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from flowers_hf.training.freezing import describe_trainable, parameter_groups, set_trainable
+from flowers_hf.training.layer_groups import describe_trainable, parameter_groups, set_trainable
 
 
 def _model(name: str = "test_resnet") -> torch.nn.Module:

@@ -10,16 +10,17 @@ from test_train import TINY
 from transformers import AutoModelForImageClassification
 
 import train
-from flowers_hf.cli import parse_args
-from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.core.cli import parse_args
+from flowers_hf.core.errors import ArgumentError
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import BatchTransform, build_eval_transform, build_train_transform, with_transforms
-from flowers_hf.errors import ArgumentError
-from flowers_hf.modeling import build_model
-from flowers_hf.training.freezing import parameter_groups, set_trainable
-from flowers_hf.training.frozen import FeatureSources, FrozenFeatures, head_only
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model
+from flowers_hf.training.arguments import FlowersTrainingArguments
+from flowers_hf.training.frozen_features import FeatureSources, FrozenFeatures, head_only
+from flowers_hf.training.layer_groups import parameter_groups, set_trainable
 
 # One stage on the frozen backbone: 80 training, 80 validation, 480 test images, 3 epochs.
 PROBE = [*TINY, "--stage2_epochs", "0", "--num_train_epochs", "3"]
@@ -31,7 +32,7 @@ CHECKED = 2 * 8
 @pytest.fixture(scope="module")
 def tiny_data():
     data_args = parse_args((DataArguments,), TINY[:8])[0]
-    return load_flowers(args=data_args)
+    return load_data(args=data_args)
 
 
 def _features(name: str, tiny_data, tmp_path, views: int = 0, **model_kwargs) -> tuple[FrozenFeatures, torch.nn.Module]:
@@ -154,7 +155,7 @@ def test_probe_views_train_the_head_alone_and_save_the_full_model(tmp_path, monk
 
     # The saved folder is the whole model: on the test images it scores what the features path scored.
     model = AutoModelForImageClassification.from_pretrained(output).eval()
-    test = _batch(_eval_split(load_flowers(args=parse_args((DataArguments,), TINY[:8])[0])["test"], model))
+    test = _batch(_eval_split(load_data(args=parse_args((DataArguments,), TINY[:8])[0])["test"], model))
     with torch.no_grad():
         predicted = model(pixel_values=test["pixel_values"]).logits.argmax(-1)
     assert (predicted == test["labels"]).double().mean().item() == pytest.approx(metrics["test_accuracy"], abs=1e-9)

@@ -10,8 +10,10 @@ from gradio_client import handle_file
 from helpers import save_phone_photo
 from PIL import Image
 
-from flowers_hf.config import TransformArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.core.errors import UnreadableImageError
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import TransformArguments
+from flowers_hf.data.images import PHONE_EXTENSIONS, open_image
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import (
     build_eval_transform,
@@ -21,8 +23,6 @@ from flowers_hf.data.transforms import (
     with_transforms,
 )
 from flowers_hf.data.validate import find_bad_images
-from flowers_hf.errors import UnreadableImageError
-from flowers_hf.images import PHONE_EXTENSIONS, open_image
 
 RED, BLUE = (220, 30, 40), (30, 40, 210)
 SUFFIXES = [".heic", ".avif"]
@@ -94,7 +94,7 @@ def phone_tree(tmp_path_factory):
 
 
 def test_an_imagefolder_of_heic_and_avif_loads_every_file_with_its_label(phone_tree):
-    data = load_flowers(str(phone_tree))
+    data = load_data(str(phone_tree))
     assert {name: len(split) for name, split in data.items()} == {"train": 4, "validation": 4, "test": 4}
     names = data["train"].features["label"].names
     assert sorted(names) == ["iris", "rose"]
@@ -104,16 +104,16 @@ def test_an_imagefolder_of_heic_and_avif_loads_every_file_with_its_label(phone_t
 
 
 def test_the_bad_image_check_keeps_them_and_finds_a_truncated_one(phone_tree, tmp_path):
-    assert find_bad_images(load_flowers(str(phone_tree))) == []
+    assert find_bad_images(load_data(str(phone_tree))) == []
     broken = shutil.copytree(phone_tree, tmp_path / "broken")
     target = broken / "test" / "rose" / "IMG_0001.heic"
     target.write_bytes(target.read_bytes()[:200])
-    bad = find_bad_images(load_flowers(str(broken)))
+    bad = find_bad_images(load_data(str(broken)))
     assert [(b["file"], b["split"]) for b in bad] == [("test/rose/IMG_0001.heic", "test")]
 
 
 def test_the_training_and_eval_transforms_see_the_right_pixels(phone_tree):
-    data = load_flowers(str(phone_tree))
+    data = load_data(str(phone_tree))
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
     plain = TransformArguments(color_jitter=0.0, hue_jitter=0.0)  # crops, flips and turns keep a flat colour
     names = data["train"].features["label"].names
@@ -127,8 +127,8 @@ def test_the_training_and_eval_transforms_see_the_right_pixels(phone_tree):
 @pytest.mark.slow
 def test_a_spawned_dataloader_worker_decodes_them(phone_tree):
     # A spawned worker starts a fresh interpreter: it reads HEIC only because unpickling the transform imports
-    # flowers_hf.images, which registers the opener. Forked workers inherit it from the parent.
-    data = load_flowers(str(phone_tree))
+    # flowers_hf.data.images, which registers the opener. Forked workers inherit it from the parent.
+    data = load_data(str(phone_tree))
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
     ready = with_transforms(data, build_eval_transform(prep), build_eval_transform(prep))
     loader = torch.utils.data.DataLoader(
@@ -142,9 +142,9 @@ def test_a_spawned_dataloader_worker_decodes_them(phone_tree):
 @pytest.mark.slow
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_the_demo_classifies_an_uploaded_phone_photo(client, tiny_run, tmp_path, suffix):
-    from flowers_hf.inference import FlowerClassifier
+    from flowers_hf.serving.classifier import ImageClassifier
 
     path = save_phone_photo(_halves(120, 90), tmp_path / f"IMG_4242{suffix}")
     result = client.predict(handle_file(str(path)), api_name="/predict")
     top5 = {entry["label"]: entry["confidence"] for entry in result["confidences"]}
-    assert top5 == pytest.approx(FlowerClassifier.from_pretrained(tiny_run).predict(path), abs=1e-4)
+    assert top5 == pytest.approx(ImageClassifier.from_pretrained(tiny_run).predict(path), abs=1e-4)

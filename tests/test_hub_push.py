@@ -16,7 +16,7 @@ from hub_standin import HubStandIn, serve
 from huggingface_hub import ModelCard
 
 import train
-from flowers_hf.cli import run_cli
+from flowers_hf.core.cli import run_cli
 
 pytestmark = pytest.mark.slow  # the commands in subprocesses, on the trained tiny_run
 
@@ -51,7 +51,7 @@ def _assert_token_nowhere(hub: HubStandIn, result: subprocess.CompletedProcess, 
 
 
 def test_push_publishes_a_run_without_its_checkpoints(hub, tiny_run):
-    result = _run([sys.executable, "-m", "flowers_hf.hub", "push", str(tiny_run), "--repo", REPO], hub)
+    result = _run([sys.executable, "-m", "flowers_hf.push", "push", str(tiny_run), "--repo", REPO], hub)
     assert result.returncode == 0, result.stderr
     files = hub.files[f"model:{REPO}"]
     # Everything in the folder but the per-stage checkpoints.
@@ -80,7 +80,7 @@ def test_push_publishes_a_run_without_its_checkpoints(hub, tiny_run):
 
 
 def test_push_space_uploads_the_demo_and_the_package(hub):
-    command = [sys.executable, "-m", "flowers_hf.hub", "push-space", "--repo", SPACE, "--model", REPO]
+    command = [sys.executable, "-m", "flowers_hf.push", "push-space", "--repo", SPACE, "--model", REPO]
     result = _run(command, hub)
     assert result.returncode == 0, result.stderr
     files = hub.files[f"space:{SPACE}"]

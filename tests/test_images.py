@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowers_hf.images import to_rgb
+from flowers_hf.data.images import to_rgb
 
 
 def _rgb(image: Image.Image) -> np.ndarray:

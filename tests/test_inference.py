@@ -8,14 +8,14 @@ import pytest
 from PIL import Image, ImageOps
 from transformers import pipeline
 
-from flowers_hf.export import main as export
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.open_set import OpenSetRule
+from flowers_hf.export.__main__ import main as export
+from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.open_set import OpenSetRule
 
 
 @pytest.fixture(scope="module")
 def classifier(tiny_run):
-    return FlowerClassifier.from_pretrained(tiny_run)
+    return ImageClassifier.from_pretrained(tiny_run)
 
 
 def _photo(seed: int = 0, size=(50, 40)) -> Image.Image:
@@ -65,12 +65,12 @@ def test_model_view_is_the_cropped_input_in_pixels(classifier):
 
 def test_a_folder_without_a_model_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither a model folder"):
-        FlowerClassifier.from_pretrained(tmp_path)
+        ImageClassifier.from_pretrained(tmp_path)
 
 
 def test_a_hub_model_that_cannot_be_fetched_is_a_clear_error():
     with pytest.raises(ConnectionError, match="Cannot load someone/flowers-resnet18"):
-        FlowerClassifier.from_pretrained("someone/flowers-resnet18")  # offline (HF_HUB_OFFLINE=1), not cached
+        ImageClassifier.from_pretrained("someone/flowers-resnet18")  # offline (HF_HUB_OFFLINE=1), not cached
 
 
 @pytest.mark.slow
@@ -80,7 +80,7 @@ def test_flip_tta_averages_the_photo_and_its_mirror_image(tiny_run, classifier):
     photo = _photo(2, size=(34, 33))
     plain = classifier.predict(photo, top_k=6)
     mirrored = classifier.predict(ImageOps.mirror(photo), top_k=6)
-    averaged = FlowerClassifier.from_pretrained(tiny_run, tta="flip").predict(photo, top_k=6)
+    averaged = ImageClassifier.from_pretrained(tiny_run, tta="flip").predict(photo, top_k=6)
     assert averaged == pytest.approx({name: (plain[name] + mirrored[name]) / 2 for name in plain}, abs=1e-5)
     assert sum(averaged.values()) == pytest.approx(1.0, abs=1e-5)
 
@@ -91,7 +91,7 @@ def _photos(tmp_path) -> list:
     return [_photo(0), _photo(1, size=(33, 200)), _photo(2, size=(120, 90)).convert("L"), tmp_path / "photo.jpg"]
 
 
-def _assert_batch_equals_alone(classifier: FlowerClassifier, photos: list, tolerance: float = 1e-6) -> None:
+def _assert_batch_equals_alone(classifier: ImageClassifier, photos: list, tolerance: float = 1e-6) -> None:
     batch = classifier.predict_and_score_batch(photos, top_k=6)
     alone = [classifier.predict_and_score(photo, top_k=6) for photo in photos]
     assert len(batch) == len(photos)
@@ -112,7 +112,7 @@ def exported_run(tiny_run, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize(("tta", "rule"), [(None, None), (None, "energy"), ("flip", "energy"), ("ten_crop", None)])
 def test_a_batch_gives_each_photo_what_it_gets_alone(tiny_run, tmp_path, tta, rule):
-    classifier = FlowerClassifier.from_pretrained(tiny_run, tta=tta)
+    classifier = ImageClassifier.from_pretrained(tiny_run, tta=tta)
     # The energy score comes from the plain view's logits, the probability score from the averaged views.
     classifier.open_set_rule = OpenSetRule(rule, threshold=0.0) if rule else None
     _assert_batch_equals_alone(classifier, _photos(tmp_path))
@@ -121,7 +121,7 @@ def test_a_batch_gives_each_photo_what_it_gets_alone(tiny_run, tmp_path, tta, ru
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
 def test_a_batch_gives_each_photo_what_it_gets_alone_on_the_onnx_backends(exported_run, tmp_path, backend):
-    _assert_batch_equals_alone(FlowerClassifier.from_pretrained(exported_run, backend=backend), _photos(tmp_path))
+    _assert_batch_equals_alone(ImageClassifier.from_pretrained(exported_run, backend=backend), _photos(tmp_path))
 
 
 @pytest.mark.slow
@@ -129,7 +129,7 @@ def test_dynamic_int8_answers_depend_slightly_on_the_batch(untrained_folder, tmp
     # Dynamic quantisation takes its activation ranges from the whole batch at run time: a photo's probabilities
     # move a little with the photos batched with it (the demo's README says so).
     export([str(untrained_folder), "--quantize", "int8", "--int8_method", "dynamic", "--eval_split", "none"])
-    classifier = FlowerClassifier.from_pretrained(untrained_folder, backend="onnx-int8")
+    classifier = ImageClassifier.from_pretrained(untrained_folder, backend="onnx-int8")
     photos = _photos(tmp_path)
     batch = classifier.predict_and_score_batch(photos)
     alone = [classifier.predict_and_score(photo) for photo in photos]
@@ -138,6 +138,6 @@ def test_dynamic_int8_answers_depend_slightly_on_the_batch(untrained_folder, tmp
 
 
 def test_an_empty_batch_is_answered_without_a_forward_pass(untrained_folder):
-    classifier = FlowerClassifier.from_pretrained(untrained_folder)
+    classifier = ImageClassifier.from_pretrained(untrained_folder)
     classifier.model = None  # a forward pass would fail
     assert classifier.predict_and_score_batch([]) == []

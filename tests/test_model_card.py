@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 from huggingface_hub import ModelCard
 
+from flowers_hf.core.hub import is_hub_id
 from flowers_hf.data.identity import OFFICIAL_SPLIT_SIZES, identify
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
-from flowers_hf.hub import is_hub_id
 from flowers_hf.reporting.model_card import RunSummary, build_model_card, write_model_card
 
 HUB_DATASET = "dpdl-benchmark/oxford_flowers102"

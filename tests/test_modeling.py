@@ -10,12 +10,13 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
-from flowers_hf.config import ModelArguments, TransformArguments
+from flowers_hf.core.errors import PretrainedWeightsUnavailableError
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform
-from flowers_hf.errors import PretrainedWeightsUnavailableError
-from flowers_hf.modeling import build_model, save_model
-from flowers_hf.training.freezing import parameter_groups, set_trainable
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model, save_model
+from flowers_hf.training.layer_groups import parameter_groups, set_trainable
 
 NAMES = ["pink primrose", "hard-leaved pocket orchid", "canterbury bells", "sweet pea"]
 

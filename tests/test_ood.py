@@ -11,16 +11,16 @@ import pytest
 from helpers import ROOT, TINY_RUN, write_imagefolder
 from PIL import Image
 
-from flowers_hf.config import DataArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.core.errors import ArgumentError
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.holdout import HELD_OUT, held_out_class_ids, held_out_names, hold_out_classes
 from flowers_hf.data.load import load_outside_images
 from flowers_hf.data.synthetic_ood import KINDS, load_synthetic_ood
-from flowers_hf.errors import ArgumentError
 from flowers_hf.evaluation.calibration import Calibration, keeping_threshold, softmax, unsure_threshold
 from flowers_hf.evaluation.ood import auroc, fpr_at_tpr, open_set_report, recommend
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.open_set import OpenSetRule, energy, known_score, max_logit, msp
+from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.open_set import OpenSetRule, energy, known_score, max_logit, msp
 
 spec = importlib.util.spec_from_file_location("flowers_demo_ood", ROOT / "demo" / "app.py")
 app = importlib.util.module_from_spec(spec)
@@ -140,9 +140,9 @@ def test_held_out_classes_are_a_seeded_draw_and_leave_contiguous_ids(tiny_synthe
 
 
 def test_load_flowers_holds_classes_out_when_asked(tiny_args):
-    data = load_flowers(args=DataArguments(**{**vars(tiny_args), "holdout_classes": 1}))
+    data = load_data(args=DataArguments(**{**vars(tiny_args), "holdout_classes": 1}))
     assert len(data["train"].features["label"].names) == 3 and HELD_OUT in data
-    assert HELD_OUT not in load_flowers(args=tiny_args)
+    assert HELD_OUT not in load_data(args=tiny_args)
 
 
 def _with_rule(folder, rule: dict | None):
@@ -151,7 +151,7 @@ def _with_rule(folder, rule: dict | None):
     if rule is not None:
         config["ood"] = rule
     (folder / "config.json").write_text(json.dumps(config))
-    return FlowerClassifier.from_pretrained(folder)
+    return ImageClassifier.from_pretrained(folder)
 
 
 def test_the_classifier_and_the_demo_use_the_stored_rule(untrained_folder):
@@ -199,7 +199,7 @@ def test_evaluate_ood_reports_the_scores_and_stores_the_rule(tiny_run, tmp_path)
     best = min(report["scores"], key=lambda name: report["scores"][name]["fpr_at_95_tpr"])
     stored = json.loads((run / "config.json").read_text())["ood"]
     assert stored == report["recommended"] and stored["score"] == best and report["rule_stored"]
-    assert FlowerClassifier.from_pretrained(run).unsure_rule == OpenSetRule(**stored)
+    assert ImageClassifier.from_pretrained(run).unsure_rule == OpenSetRule(**stored)
     card = (run / "README.md").read_text()
     assert card.count("## Images of none of these classes") == 1 and "eval_test/ood_scores.png" in card
 
@@ -221,7 +221,7 @@ def test_holdout_classes_trains_on_the_others_and_scores_the_held_out_as_unknown
     # The same classes again for the same options: the draw is recorded by them.
     args = DataArguments(dataset="synthetic", synthetic_num_classes=6, synthetic_images_per_class=40,
                          synthetic_image_size=32, holdout_classes=2)  # fmt: skip
-    assert held_out_names(load_flowers(args=args)) == report["held_out_classes"]
+    assert held_out_names(load_data(args=args)) == report["held_out_classes"]
 
 
 def test_an_unknown_set_with_an_undecodable_image_leaves_it_out_and_says_so(tiny_args, tmp_path, caplog):

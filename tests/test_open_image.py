@@ -7,8 +7,8 @@ import pytest
 from helpers import png_claiming
 from PIL import Image
 
-from flowers_hf.errors import UnreadableImageError
-from flowers_hf.images import MAX_SIDE, open_image
+from flowers_hf.core.errors import UnreadableImageError
+from flowers_hf.data.images import MAX_SIDE, open_image
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, denormalize
 from flowers_hf.reporting.plots import (

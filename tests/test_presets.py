@@ -7,8 +7,8 @@ import timm
 from helpers import ROOT
 
 import train
-from flowers_hf.cli import parse_args
-from flowers_hf.config import DEFAULT_HUB_DATASET, PINNED_REVISIONS
+from flowers_hf.core.cli import parse_args
+from flowers_hf.data.arguments import DEFAULT_HUB_DATASET, PINNED_REVISIONS
 from flowers_hf.data.preprocessing import resolve_preprocessing
 
 # preset: (timm model with weight tag, input size, crop_pct, interpolation, pretrained)

@@ -29,7 +29,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from timm.models import save_for_hf
 
-from flowers_hf.config import DEFAULT_HUB_DATASET, PINNED_REVISIONS
+from flowers_hf.data.arguments import DEFAULT_HUB_DATASET, PINNED_REVISIONS
 from flowers_hf.data.labels import FLOWER_NAMES
 
 pytestmark = pytest.mark.slow

@@ -15,20 +15,20 @@ from safetensors.torch import save_file
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
 import train
-from flowers_hf.cli import run_cli
-from flowers_hf.config import ModelArguments
-from flowers_hf.modeling import build_model
+from flowers_hf.core.cli import run_cli
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import build_model
 from flowers_hf.training import interrupt, stages
+from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.checkpoints import (
     ClassMismatchError,
     check_starting_model,
     checkpoint_problem,
     last_complete_checkpoint,
 )
-from flowers_hf.training.freezing import parameter_groups
 from flowers_hf.training.interrupt import SaveOnInterrupt, TrainingInterrupted
+from flowers_hf.training.layer_groups import parameter_groups
 from flowers_hf.training.stages import Stage, run_stage
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 SECRET = "hf_resumeTestNotARealToken0123456789"
 # 4 classes × 40 images of 32 px (20 / 20 / 120 per split), batch 8: 3 steps an epoch, 4 epochs, a checkpoint an

@@ -16,14 +16,14 @@ from test_trainer import LABELS, LOGITS, WEIGHTS, _expected_step, _Linear, _vect
 from transformers import TrainerCallback, TrainingArguments
 
 import train
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.mixup import build_mixup_collator
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_train_transform, collate_fn
+from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.ema import TRAINING_WEIGHTS, EmaCallback
 from flowers_hf.training.loss import WeightedCrossEntropy
 from flowers_hf.training.trainer import ClassWeightedTrainer
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 # Soft targets in the class-weighted loss
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.stages import Stage, StageResult, best_stage, merged_history, plan_stages
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 
 def _args(tmp_path, **kwargs) -> FlowersTrainingArguments:

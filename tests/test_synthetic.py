@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flowers_hf.config import DataArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.labels import FLOWER_NAMES
 from flowers_hf.data.synthetic import generate_examples, make_classes, split_counts
 
@@ -75,7 +75,7 @@ def test_classes_are_learnable_from_simple_colour_features():
     args = DataArguments(
         dataset="synthetic", synthetic_num_classes=10, synthetic_images_per_class=24, synthetic_image_size=48
     )
-    data = load_flowers(args=args)
+    data = load_data(args=args)
 
     def features(split):
         rows = []

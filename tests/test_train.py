@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 from transformers import pipeline
 
 import train
-from flowers_hf.cli import parse_args
-from flowers_hf.config import DataArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.core.cli import parse_args
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
 
 ARTIFACTS = [
     "model.safetensors",
@@ -131,7 +131,7 @@ def test_each_stage_keeps_its_best_and_its_last_checkpoint(run):
 def test_output_folder_serves_the_pipeline_with_flower_names(run):
     output, _ = run
     classifier = pipeline("image-classification", model=str(output))
-    data = load_flowers(args=parse_args((DataArguments,), TINY[:8])[0])
+    data = load_data(args=parse_args((DataArguments,), TINY[:8])[0])
     top = classifier(data["test"][0]["image"])
     assert len(top) == 4 and top[0]["label"] in data["test"].features["label"].names
 

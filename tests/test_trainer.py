@@ -143,8 +143,8 @@ def test_training_logs_include_accuracy(tmp_path):
 
 
 def test_backbone_learning_rate_scale_splits_head_and_backbone(tmp_path):
-    from flowers_hf.config import ModelArguments
-    from flowers_hf.modeling import build_model
+    from flowers_hf.model.arguments import ModelArguments
+    from flowers_hf.model.modeling import build_model
 
     model = build_model(ModelArguments(model="test_resnet", pretrained=False), ["a", "b", "c"])
     args = TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-3, weight_decay=0.01, report_to=[])

@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from flowers_hf.training import trainer_config
-from flowers_hf.training.trainer_config import FlowersTrainingArguments, _mixed_precision, default_workers, gpu_defaults
+from flowers_hf.training import arguments as trainer_config
+from flowers_hf.training.arguments import FlowersTrainingArguments, _mixed_precision, default_workers, gpu_defaults
 
 
 def _args(tmp_path, **kwargs) -> FlowersTrainingArguments:

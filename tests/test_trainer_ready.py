@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainingArguments
 
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
 

@@ -5,7 +5,7 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import TimmWrapperImageProcessor, default_data_collator
 
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
 from flowers_hf.data.transforms import (
     BatchTransform,

@@ -6,7 +6,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, eval_resize
 from flowers_hf.data.tta import TTA_VIEWS, TTATransform, average_probabilities

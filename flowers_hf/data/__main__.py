@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import sys
 
-from flowers_hf.cli import parse_args, run_cli, setup_logging
-from flowers_hf.config import DataArguments
-from flowers_hf.data.load import load_flowers, summarize
+from flowers_hf.core.cli import parse_args, run_cli, setup_logging
+from flowers_hf.data.arguments import DataArguments
+from flowers_hf.data.load import load_data, summarize
 
 
 def main(argv: list[str]) -> None:
@@ -24,7 +24,7 @@ def main(argv: list[str]) -> None:
     if argv and not argv[0].startswith("-"):
         argv = ["--dataset", argv[0], *argv[1:]]
     (args,) = parse_args((DataArguments,), argv, prog="python -m flowers_hf.data")
-    data = load_flowers(args=args)
+    data = load_data(args=args)
     print(json.dumps(summarize(data, args.dataset)))
 
 

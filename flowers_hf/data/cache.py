@@ -24,10 +24,10 @@ from typing import Any
 import datasets
 from PIL import Image
 
+from flowers_hf.core.disk import disk_full_guard
+from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import eval_crop
-from flowers_hf.disk import disk_full_guard
-from flowers_hf.images import to_rgb
 
 logger = logging.getLogger(__name__)
 

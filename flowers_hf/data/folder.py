@@ -7,8 +7,8 @@ from pathlib import Path
 
 import datasets
 
+from flowers_hf.core.errors import MissingFileError
 from flowers_hf.data.photo_formats import allow_phone_formats
-from flowers_hf.errors import MissingFileError
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 import datasets
 import numpy as np
 
-from flowers_hf.errors import ArgumentError
+from flowers_hf.core.errors import ArgumentError
 
 logger = logging.getLogger(__name__)
 

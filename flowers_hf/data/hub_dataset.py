@@ -7,8 +7,8 @@ import logging
 import datasets
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from flowers_hf.errors import DataError, HubUnavailableError
-from flowers_hf.hub import probe_hub
+from flowers_hf.core.errors import DataError, HubUnavailableError
+from flowers_hf.core.hub import probe_hub
 
 logger = logging.getLogger(__name__)
 

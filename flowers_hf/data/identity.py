@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowers_hf.core.hub import is_hub_id
 from flowers_hf.data.oxford import is_oxford_folder
-from flowers_hf.hub import is_hub_id
 
 logger = logging.getLogger(__name__)
 

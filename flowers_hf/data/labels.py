@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from torchvision.datasets import Flowers102
 
-from flowers_hf.errors import ClassMismatchError, DataError
+from flowers_hf.core.errors import ClassMismatchError, DataError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import datasets
 
-from flowers_hf.config import PINNED_REVISIONS, DataArguments
+from flowers_hf.core.errors import MissingFileError
+from flowers_hf.data.arguments import PINNED_REVISIONS, DataArguments
 from flowers_hf.data.folder import is_saved_dataset, load_folder, load_saved
 from flowers_hf.data.holdout import hold_out_classes
 from flowers_hf.data.hub_dataset import load_from_hub
@@ -28,12 +29,11 @@ from flowers_hf.data.standardize import SPLITS, standardize
 from flowers_hf.data.synthetic import load_synthetic
 from flowers_hf.data.synthetic_ood import load_synthetic_ood
 from flowers_hf.data.validate import drop_bad_images
-from flowers_hf.errors import MissingFileError
 
 logger = logging.getLogger(__name__)
 
 
-def load_flowers(source: str | None = None, args: DataArguments | None = None) -> datasets.DatasetDict:
+def load_data(source: str | None = None, args: DataArguments | None = None) -> datasets.DatasetDict:
     """Load an image-classification data set (Flowers-102 by default, or the synthetic stand-in) as splits train,
     validation and test.
 
@@ -75,7 +75,7 @@ def load_outside_images(source: str, args: DataArguments) -> datasets.Dataset:
     )  # fmt: skip
     # Checked like training data: an image that cannot be decoded is counted, logged and left out, not a crash
     # in the middle of the pass.
-    return drop_bad_images(datasets.DatasetDict({"test": load_flowers(source, outside)["test"]}), "skip")["test"]
+    return drop_bad_images(datasets.DatasetDict({"test": load_data(source, outside)["test"]}), "skip")["test"]
 
 
 def identify_loaded(source: str, args: DataArguments, data: datasets.DatasetDict) -> DatasetIdentity:

@@ -22,8 +22,8 @@ import numpy as np
 import scipy.io
 from tqdm.auto import tqdm
 
+from flowers_hf.core.errors import DataError, MissingFileError
 from flowers_hf.data.labels import FLOWER_NAMES
-from flowers_hf.errors import DataError, MissingFileError
 
 logger = logging.getLogger(__name__)
 

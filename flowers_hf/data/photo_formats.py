@@ -5,12 +5,12 @@ from __future__ import annotations
 from datasets import packaged_modules
 from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
-from flowers_hf.images import PHONE_EXTENSIONS
+from flowers_hf.data.images import PHONE_EXTENSIONS
 
 
 def allow_phone_formats() -> None:
     """Let ``load_dataset("imagefolder", …)`` and ``load_dataset(FOLDER)`` take ``.heic``, ``.heif``, ``.avif``, …
-    files (either case), which ``flowers_hf.images`` taught Pillow to open. Safe to call again.
+    files (either case), which ``flowers_hf.data.images`` taught Pillow to open. Safe to call again.
 
     datasets 5.2 has no way to add an extension: its lists were written once from Pillow's own plugins, so files
     in these formats are left out without a word (``imagefolder``) or a folder of them is "no data files". The lists

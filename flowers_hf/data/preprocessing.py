@@ -10,7 +10,7 @@ import timm
 import torch
 from timm.data import resolve_data_config, resolve_model_data_config
 
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
 
 CROP_MODES = ("center", "squash")
 

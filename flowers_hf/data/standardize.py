@@ -8,8 +8,8 @@ import logging
 import datasets
 import numpy as np
 
+from flowers_hf.core.errors import DataError
 from flowers_hf.data.labels import FLOWER_NAMES, canonical_flower_names
-from flowers_hf.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
+from flowers_hf.core.errors import ArgumentError
 from flowers_hf.data.labels import FLOWER_NAMES
-from flowers_hf.errors import ArgumentError
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from PIL import Image
 from timm.data import create_transform
 from torchvision import transforms
 
-from flowers_hf.config import TransformArguments
+from flowers_hf.data.arguments import TransformArguments
+from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.images import to_rgb
 
 _CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 

@@ -12,9 +12,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision import transforms
 
+from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import timm_eval_pipeline
-from flowers_hf.images import to_rgb
 
 # Name -> number of views. "flip": the centre crop and its mirror image; "five_crop": centre and four corners;
 # "ten_crop": those five and their mirror images.

@@ -21,8 +21,8 @@ from typing import Any
 import datasets
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from flowers_hf.errors import BadImagesError
-from flowers_hf.images import to_rgb
+from flowers_hf.core.errors import BadImagesError
+from flowers_hf.data.images import to_rgb
 
 logger = logging.getLogger(__name__)
 

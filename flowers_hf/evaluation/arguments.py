@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flowers_hf.core.errors import ArgumentError
+from flowers_hf.core.hub import is_hub_id
 from flowers_hf.data import SPLITS
 from flowers_hf.data.tta import TTA_VIEWS
-from flowers_hf.errors import ArgumentError
 from flowers_hf.evaluation.calibration import NUM_BINS
 from flowers_hf.evaluation.corruptions import CORRUPTIONS, SEVERITIES
-from flowers_hf.hub import is_hub_id
 
 # Metric prefix per split, as training names its files (validation scores are "eval_*" in eval_results.json).
 PREFIXES = {"train": "train", "validation": "eval", "test": "test"}
@@ -67,7 +67,7 @@ class EvaluationArguments:
         metadata={
             "help": "With --ood, for a calibrated local model folder and the whole split: store the recommended rule "
             "(the score with the lowest FPR at 95%% TPR, its validation threshold) in its config.json, where "
-            "FlowerClassifier and the demo read it."
+            "ImageClassifier and the demo read it."
         },
     )
     update_card: bool = field(

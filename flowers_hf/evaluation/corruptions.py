@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import eval_resize
-from flowers_hf.images import to_rgb
 
 logger = logging.getLogger(__name__)
 

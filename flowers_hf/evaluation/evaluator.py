@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from flowers_hf.data.transforms import ImageTransform, build_eval_transform
 from flowers_hf.evaluation.calibration import NUM_BINS, Calibration, calibrate_model, fit_calibration
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.modeling import save_model
+from flowers_hf.model.modeling import save_model
+from flowers_hf.serving.classifier import ImageClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Evaluator:
     """
 
     def __init__(
-        self, classifier: FlowerClassifier, batch_size: int = 64, num_workers: int = 0, disable_tqdm: bool = False
+        self, classifier: ImageClassifier, batch_size: int = 64, num_workers: int = 0, disable_tqdm: bool = False
     ) -> None:
         self.classifier = classifier
         self.batch_size, self.num_workers, self.disable_tqdm = batch_size, num_workers, disable_tqdm

@@ -1,5 +1,5 @@
 """How well a model tells its own classes from images of none of them ("out of distribution"), for each score of
-``flowers_hf.open_set``: AUROC, the false-positive rate at 95 % true-positive rate, and the share of the unknown
+``flowers_hf.serving.open_set``: AUROC, the false-positive rate at 95 % true-positive rate, and the share of the unknown
 images that a threshold chosen on validation accepts; the rule to recommend, which ``config.json`` stores.
 
 In-distribution images are the positives (scores are higher for known classes). Thresholds are chosen on
@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from transformers import TimmWrapperForImageClassification
 
 from flowers_hf.evaluation.calibration import Calibration, keeping_threshold
-from flowers_hf.open_set import CONFIG_KEY, SCORE_NAMES, SCORES, OpenSetRule, known_score, msp
+from flowers_hf.serving.open_set import CONFIG_KEY, SCORE_NAMES, SCORES, OpenSetRule, known_score, msp
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from flowers_hf.core.hub import is_hub_id
 from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.hub import is_hub_id
-from flowers_hf.open_set import SCORE_NAMES
+from flowers_hf.serving.open_set import SCORE_NAMES
 
 logger = logging.getLogger(__name__)
 

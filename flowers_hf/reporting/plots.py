@@ -21,13 +21,13 @@ from matplotlib.ticker import PercentFormatter
 from PIL import Image
 from sklearn.metrics import confusion_matrix
 
+from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import build_eval_transform, denormalize
 from flowers_hf.evaluation.calibration import NUM_BINS, ReliabilityBins, reliability_bins, softmax
 from flowers_hf.evaluation.corruptions import SEVERITIES
 from flowers_hf.evaluation.mistakes import Mistake, worst_first
-from flowers_hf.images import to_rgb
-from flowers_hf.open_set import SCORE_NAMES
+from flowers_hf.serving.open_set import SCORE_NAMES
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 ``demo/`` as a Gradio Space.
 
 The token comes from HF_TOKEN or the login cache (`hf auth login`); it is never logged or written anywhere. The
-command line is ``python -m flowers_hf.hub push …`` (``flowers_hf/hub/__main__.py``).
+command line is ``python -m flowers_hf.push push …`` (``flowers_hf/push.py``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, Sp
 from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
 
-from flowers_hf.errors import HubPushError, MissingFileError
-from flowers_hf.hub import is_hub_id
+from flowers_hf.core.errors import HubPushError, MissingFileError
+from flowers_hf.core.hub import is_hub_id
 from flowers_hf.reporting.model_card import LOCAL_PLACEHOLDER, add_eval_results
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def push_model(run_dir: str | Path, repo_id: str, token: str | None = None, priv
     except Exception as error:  # HTTP and connection errors differ between huggingface_hub versions
         raise HubPushError(
             f"Uploading {run_dir} to {repo_id} failed ({_first_line(error)}). The folder is complete; try again with "
-            f"`python -m flowers_hf.hub push {run_dir} --repo {repo_id}`"
+            f"`python -m flowers_hf.push push {run_dir} --repo {repo_id}`"
         ) from error
     logger.info("Pushed %d files from %s to %s", len(operations), run_dir, commit.commit_url)
     return commit.commit_url

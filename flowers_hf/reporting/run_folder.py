@@ -16,17 +16,18 @@ import torch
 import yaml
 from transformers import TimmWrapperForImageClassification
 
-from flowers_hf.config import DataArguments, ModelArguments, TransformArguments
+from flowers_hf.core.disk import disk_full_guard
+from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.holdout import held_out_names
 from flowers_hf.data.identity import DatasetIdentity, identify
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ImageTransform
-from flowers_hf.disk import disk_full_guard
 from flowers_hf.evaluation.calibration import Calibration
 from flowers_hf.evaluation.metrics import classification_report
 from flowers_hf.evaluation.mistakes import confused_pairs, per_class_accuracy, top_mistakes
 from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule
-from flowers_hf.modeling import save_model
+from flowers_hf.model.arguments import ModelArguments
+from flowers_hf.model.modeling import save_model
 from flowers_hf.reporting.model_card import RunSummary, add_open_set_section, write_model_card
 from flowers_hf.reporting.plots import (
     plot_accuracy_curve,
@@ -39,8 +40,8 @@ from flowers_hf.reporting.plots import (
     plot_top_mistakes,
 )
 from flowers_hf.reporting.publish import push_model
+from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.stages import StageResult, merged_history
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 logger = logging.getLogger(__name__)
 

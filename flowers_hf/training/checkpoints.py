@@ -17,8 +17,8 @@ from safetensors import safe_open
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from flowers_hf.config import ModelArguments
-from flowers_hf.errors import ClassMismatchError
+from flowers_hf.core.errors import ClassMismatchError
+from flowers_hf.model.arguments import ModelArguments
 
 logger = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from safetensors.torch import load_file
 from transformers import TimmWrapperForImageClassification, Trainer, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
 
-from flowers_hf.errors import MissingFileError
+from flowers_hf.core.errors import MissingFileError
+from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.checkpoints import check_num_classes, last_complete_checkpoint
-from flowers_hf.training.freezing import describe_trainable, set_trainable
-from flowers_hf.training.frozen import FrozenFeatures, head_only, is_head_only
+from flowers_hf.training.frozen_features import FrozenFeatures, head_only, is_head_only
 from flowers_hf.training.interrupt import SaveOnInterrupt, TrainingInterrupted
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
+from flowers_hf.training.layer_groups import describe_trainable, set_trainable
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ def run_stage(
         args: the run's training arguments; the stage's copy gets its own folder, epochs and learning rate.
         make_trainer: builds the Trainer for the stage's arguments (``train_dataset``/``eval_dataset`` override
             its splits).
-        features: the frozen backbone's features (``flowers_hf.training.frozen``), used by a stage that trains the
-            classifier alone; ``None``: every stage runs the whole model.
+        features: the frozen backbone's features (``flowers_hf.training.frozen_features``), used by a stage that
+            trains the classifier alone; ``None``: every stage runs the whole model.
     """
     stage_dir = Path(args.output_dir) / f"stage{stage.number}"
     set_trainable(model.timm_model, groups, stage.trainable_groups)

@@ -14,14 +14,14 @@ from datasets import Dataset
 from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from flowers_hf.core.disk import disk_full_guard
 from flowers_hf.data.mixup import build_mixup_collator
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import collate_fn, normalize_pixels
-from flowers_hf.disk import disk_full_guard
 from flowers_hf.evaluation.metrics import build_compute_metrics
+from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.ema import EmaCallback
 from flowers_hf.training.loss import WeightedCrossEntropy
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
 
 logger = logging.getLogger(__name__)
 

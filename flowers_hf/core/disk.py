@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from flowers_hf.errors import DiskFullError
+from flowers_hf.core.errors import DiskFullError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 MB = 1024 * 1024

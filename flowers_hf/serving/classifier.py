@@ -11,20 +11,20 @@ import torch
 from PIL import Image
 from transformers import AutoModelForImageClassification, TimmWrapperForImageClassification
 
+from flowers_hf.core.errors import ArgumentError, MissingFileError, OfflineError
+from flowers_hf.core.hub import is_hub_id, probe_hub
 from flowers_hf.data.identity import DatasetIdentity
+from flowers_hf.data.images import open_image
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, denormalize
 from flowers_hf.data.tta import TTATransform
-from flowers_hf.errors import ArgumentError, MissingFileError, OfflineError
-from flowers_hf.hub import is_hub_id, probe_hub
-from flowers_hf.images import open_image
-from flowers_hf.onnx_model import BACKENDS, OnnxModel, load_onnx_model
-from flowers_hf.open_set import OpenSetRule, known_score
+from flowers_hf.serving.onnx_backend import BACKENDS, OnnxModel, load_onnx_model
+from flowers_hf.serving.open_set import OpenSetRule, known_score
 
 logger = logging.getLogger(__name__)
 
 
-class FlowerClassifier:
+class ImageClassifier:
     """A model folder or Hub repo written by ``train.py``, with the preprocessing recorded in its config.
 
     Args:
@@ -122,7 +122,7 @@ class FlowerClassifier:
         """The ``top_k`` most likely flower names with their probabilities, most likely first.
 
         Args:
-            image: a PIL image, or a path opened with :func:`flowers_hf.images.open_image`.
+            image: a PIL image, or a path opened with :func:`flowers_hf.data.images.open_image`.
             top_k: how many classes to return.
         """
         return self.predict_and_score(image, top_k)[0]
@@ -132,7 +132,7 @@ class FlowerClassifier:
         top-1 probability without a rule), from the same forward pass.
 
         Args:
-            image: a PIL image, or a path opened with :func:`flowers_hf.images.open_image`.
+            image: a PIL image, or a path opened with :func:`flowers_hf.data.images.open_image`.
             top_k: how many classes to return.
         """
         (answer,) = self.predict_and_score_batch([image], top_k)
@@ -145,7 +145,7 @@ class FlowerClassifier:
         views): how a server answers the photos that waited together.
 
         Args:
-            images: PIL images, or paths opened with :func:`flowers_hf.images.open_image`; none gives ``[]``.
+            images: PIL images, or paths opened with :func:`flowers_hf.data.images.open_image`; none gives ``[]``.
             top_k: how many classes to return for each.
         """
         if not images:

@@ -11,8 +11,8 @@ import torch
 from transformers import TrainingArguments
 from transformers.utils import is_torch_tf32_available
 
-from flowers_hf.errors import ArgumentError
-from flowers_hf.hub import is_hub_id
+from flowers_hf.core.errors import ArgumentError
+from flowers_hf.core.hub import is_hub_id
 
 logger = logging.getLogger(__name__)
 

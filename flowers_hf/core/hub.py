@@ -1,7 +1,7 @@
 """The Hugging Face Hub as this project's modules meet it: what names a repository, and whether it can be reached.
 
-    python -m flowers_hf.hub push RUN_DIR --repo USER/NAME                 # a finished run, as a model repo
-    python -m flowers_hf.hub push-space --repo USER/SPACE --model USER/NAME  # demo/ as a Gradio Space
+    python -m flowers_hf.push push RUN_DIR --repo USER/NAME                 # a finished run, as a model repo
+    python -m flowers_hf.push push-space --repo USER/SPACE --model USER/NAME  # demo/ as a Gradio Space
 
 Publishing itself lives in ``flowers_hf.reporting.publish``; this package's ``__main__`` is its command line.
 """

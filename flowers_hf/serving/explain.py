@@ -19,7 +19,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from matplotlib import colormaps
 from PIL import Image
 
-from flowers_hf.inference import FlowerClassifier
+from flowers_hf.serving.classifier import ImageClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def overlay(view: np.ndarray, heat: np.ndarray, alpha: float = HEAT_ALPHA) -> np
 
 
 class HeatMapper:
-    """Grad-CAM heat maps for a :class:`FlowerClassifier`'s answers, one request at a time.
+    """Grad-CAM heat maps for a :class:`ImageClassifier`'s answers, one request at a time.
 
     It works on its own copy of the network: captum hooks the layer during each call, and a prediction running in
     another thread through a shared module would trip the hook. The copy's weights need no gradients, so the
@@ -81,7 +81,7 @@ class HeatMapper:
         classifier: the model with its preprocessing.
     """
 
-    def __init__(self, classifier: FlowerClassifier) -> None:
+    def __init__(self, classifier: ImageClassifier) -> None:
         self.classifier = classifier
         self.model = copy.deepcopy(classifier.model.timm_model).eval().requires_grad_(False)
         self.layer = cam_layer(self.model)
@@ -104,7 +104,7 @@ class HeatMapper:
         return self.classifier.class_names[target], overlay(self.classifier.model_view(image), heat)
 
 
-def heat_mapper(classifier: FlowerClassifier) -> HeatMapper | None:
+def heat_mapper(classifier: ImageClassifier) -> HeatMapper | None:
     """A :class:`HeatMapper` for ``classifier`` after one trial on a blank image, or ``None`` with a warning when
     its model cannot have one (no 2-D feature map, as in vision transformers; no PyTorch network to differentiate).
 

@@ -1,7 +1,7 @@
 """The errors a user sees: a mistake in the input or a cause outside the program, each with what to do about it.
 
-Every one derives from ``UserError``, which the command-line entry points (``flowers_hf.cli.run_cli``) turn into one
-line and exit status 1 instead of a traceback. Each also derives from the built-in type it refines, so that code
+Every one derives from ``UserError``, which the command-line entry points (``flowers_hf.core.cli.run_cli``) turn into
+one line and exit status 1 instead of a traceback. Each also derives from the built-in type it refines, so that code
 catching ``FileNotFoundError``, ``ConnectionError`` or ``ValueError`` still catches it.
 """
 

@@ -25,9 +25,9 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from transformers import TimmWrapperForImageClassification
 
+from flowers_hf.core.errors import ArgumentError
 from flowers_hf.data.transforms import ImageTransform
-from flowers_hf.errors import ArgumentError
-from flowers_hf.onnx_model import INPUT_NAME, OUTPUT_NAME
+from flowers_hf.serving.onnx_backend import INPUT_NAME, OUTPUT_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Publish to the Hugging Face Hub from the command line.
 
-    python -m flowers_hf.hub push RUN_DIR --repo USER/NAME                 # a finished run, as a model repo
-    python -m flowers_hf.hub push-space --repo USER/SPACE --model USER/NAME  # demo/ as a Gradio Space
+    python -m flowers_hf.push push RUN_DIR --repo USER/NAME                 # a finished run, as a model repo
+    python -m flowers_hf.push push-space --repo USER/SPACE --model USER/NAME  # demo/ as a Gradio Space
 
 The token comes from HF_TOKEN or the login cache (`hf auth login`); it is never logged or written anywhere.
 """
@@ -12,12 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from flowers_hf.cli import run_cli, setup_logging
+from flowers_hf.core.cli import run_cli, setup_logging
 from flowers_hf.reporting.publish import check_push_access, push_model, push_space
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m flowers_hf.hub", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m flowers_hf.push", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     push = commands.add_parser("push", help="Publish a finished run folder as a model repository.")
     push.add_argument("run_dir", type=Path, help="The run's output folder (train.py --output_dir).")

@@ -10,7 +10,7 @@ import numpy as np
 import pi_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from flowers_hf.errors import UnreadableImageError
+from flowers_hf.core.errors import UnreadableImageError
 
 # What phones send besides JPEG: HEIC/HEIF (iPhone photos) through pi-heif, pillow-heif's decoder-only build (its
 # wheels are LGPL; pillow-heif's bundle the GPL x265 encoder), and AVIF, which Pillow 12 reads itself. Registered on

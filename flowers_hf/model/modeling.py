@@ -14,12 +14,12 @@ from timm.models import save_for_hf
 from timm.utils import unfreeze
 from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
-from flowers_hf.config import ModelArguments
+from flowers_hf.core.disk import atomic_folder, disk_full_guard
+from flowers_hf.core.errors import ArgumentError, MissingFileError, PretrainedWeightsUnavailableError
+from flowers_hf.core.hub import is_hub_id, probe_hub
 from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.disk import atomic_folder, disk_full_guard
-from flowers_hf.errors import ArgumentError, MissingFileError, PretrainedWeightsUnavailableError
-from flowers_hf.hub import is_hub_id, probe_hub
+from flowers_hf.model.arguments import ModelArguments
 
 logger = logging.getLogger(__name__)
 

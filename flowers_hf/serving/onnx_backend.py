@@ -21,15 +21,15 @@ from huggingface_hub.errors import EntryNotFoundError
 from transformers import AutoConfig, PretrainedConfig
 from transformers.modeling_outputs import ImageClassifierOutput
 
-from flowers_hf.errors import ArgumentError, MissingFileError
-from flowers_hf.hub import is_hub_id
+from flowers_hf.core.errors import ArgumentError, MissingFileError
+from flowers_hf.core.hub import is_hub_id
 
 logger = logging.getLogger(__name__)
 
 ONNX_DIR = "onnx"
 RECORD_FILE = "export.json"
 INPUT_NAME, OUTPUT_NAME = "pixel_values", "logits"
-# FlowerClassifier's backends and the file each one serves; "pytorch" is the model.safetensors of the run itself.
+# ImageClassifier's backends and the file each one serves; "pytorch" is the model.safetensors of the run itself.
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
 BACKENDS = ("pytorch", *ONNX_FILES)
 

@@ -14,7 +14,7 @@ import transformers
 import yaml
 from transformers import HfArgumentParser
 
-from flowers_hf.errors import ArgumentError, MissingFileError, UserError
+from flowers_hf.core.errors import ArgumentError, MissingFileError, UserError
 
 
 def parse_args(
@@ -69,7 +69,7 @@ def setup_logging(should_log: bool = True, library_level: int = logging.WARNING)
 
 def run_cli(main: Callable[[list[str]], Any], argv: list[str]) -> int:
     """Run an entry point; a ``UserError`` (a bad argument, a missing file, offline, undecodable images, a model for
-    other classes: ``flowers_hf.errors``) ends with its message and exit status 1 rather than a traceback; Ctrl-C
+    other classes: ``flowers_hf.core.errors``) ends with its message and exit status 1 rather than a traceback; Ctrl-C
     with 130."""
     try:
         main(argv)

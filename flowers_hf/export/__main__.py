@@ -11,7 +11,7 @@ preprocessing, quantization settings, calibration images), and how they compare 
 PyTorch (largest difference of the probabilities, accuracy) and int8 against fp32 (top-1 agreement, accuracy
 change). Static int8 calibrates on the first --calibration_images validation images of the data set the run was
 trained with (its train_config.yaml; --dataset overrides it). The run's model card gets a section on running them.
-Serve them with FlowerClassifier.from_pretrained(RUN, backend="onnx-int8") or python demo/app.py --backend onnx-int8.
+Serve them with ImageClassifier.from_pretrained(RUN, backend="onnx-int8") or python demo/app.py --backend onnx-int8.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import logging
 import shlex
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,67 +35,21 @@ import torch
 import transformers
 import yaml
 
-from flowers_hf.cli import parse_args, run_cli, setup_logging
-from flowers_hf.config import DataArguments
-from flowers_hf.data import load_flowers
+from flowers_hf.core.cli import parse_args, run_cli, setup_logging
+from flowers_hf.core.errors import ArgumentError, MissingFileError
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.labels import check_class_names
 from flowers_hf.data.transforms import build_eval_transform
-from flowers_hf.errors import ArgumentError, MissingFileError
 from flowers_hf.evaluation.evaluator import Evaluator
-from flowers_hf.inference import FlowerClassifier
-from flowers_hf.onnx_export import INT8_METHODS, calibration_batches, choose_int8_method, export_onnx, quantize_int8
-from flowers_hf.onnx_model import INPUT_NAME, ONNX_DIR, ONNX_FILES, OUTPUT_NAME, RECORD_FILE, sha256
+from flowers_hf.export.arguments import PROG, ExportArguments
+from flowers_hf.export.onnx import calibration_batches, choose_int8_method, export_onnx, quantize_int8
 from flowers_hf.reporting.model_card import add_onnx_usage
 from flowers_hf.reporting.run_folder import CONFIG_FILE
+from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.onnx_backend import INPUT_NAME, ONNX_DIR, ONNX_FILES, OUTPUT_NAME, RECORD_FILE, sha256
 
 logger = logging.getLogger("flowers_hf.export")
-
-PROG = "python -m flowers_hf.export"
-FORMATS = ("onnx",)
-QUANTIZATIONS = ("int8",)
-EVAL_SPLITS = ("test", "validation", "none")
-
-
-@dataclass
-class ExportArguments:
-    """What to export from which run, and the images that calibrate and check it."""
-
-    run: str | None = field(
-        default=None, metadata={"help": "The run folder written by train.py (may come first, without --run)."}
-    )
-    format: str = field(default="onnx", metadata={"help": "Export format: onnx."})
-    quantize: str | None = field(default=None, metadata={"help": "Also write an int8 copy: int8."})
-    int8_method: str = field(
-        default="auto",
-        metadata={
-            "help": "static (activation ranges calibrated on validation images), dynamic (ranges per batch at run "
-            "time; no images needed), or auto: static for convolutional networks, dynamic for ones with attention."
-        },
-    )
-    calibration_images: int = field(default=256, metadata={"help": "Validation images that calibrate static int8."})
-    eval_split: str = field(
-        default="test",
-        metadata={"help": "Compare the exported models with PyTorch on this split: test, validation, none."},
-    )
-    max_eval_images: int | None = field(default=None, metadata={"help": "At most this many images of --eval_split."})
-    dataset: str | None = field(
-        default=None, metadata={"help": "The data set of calibration and comparison (default: the run's own)."}
-    )
-    batch_size: int = field(default=32, metadata={"help": "Images per forward pass when comparing."})
-
-    def __post_init__(self) -> None:
-        if not self.run:
-            raise ArgumentError(f"give the run folder: {PROG} RUN_DIR --format onnx")
-        for name, value, allowed in (
-            ("--format", self.format, FORMATS),
-            ("--quantize", self.quantize, (None, *QUANTIZATIONS)),
-            ("--int8_method", self.int8_method, INT8_METHODS),
-            ("--eval_split", self.eval_split, EVAL_SPLITS),
-        ):
-            if value not in allowed:
-                raise ArgumentError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
-        if self.calibration_images < 1 or self.batch_size < 1 or (self.max_eval_images or 1) < 1:
-            raise ArgumentError("--calibration_images, --batch_size and --max_eval_images must be positive")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -104,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     (args,) = parse_args((ExportArguments,), _run_flag_first(argv), prog=PROG)
     run = check_run_folder(Path(args.run).expanduser())
-    classifier = FlowerClassifier.from_pretrained(run)
+    classifier = ImageClassifier.from_pretrained(run)
     folder = run / ONNX_DIR
     for name in (*ONNX_FILES.values(), RECORD_FILE):  # nothing of an earlier export may outlive this one
         (folder / name).unlink(missing_ok=True)
@@ -147,7 +100,7 @@ def check_run_folder(run: Path) -> Path:
     return run
 
 
-def export_record(run: Path, classifier: FlowerClassifier, fp32: Path, command: list[str]) -> dict[str, Any]:
+def export_record(run: Path, classifier: ImageClassifier, fp32: Path, command: list[str]) -> dict[str, Any]:
     """What ``fp32`` was made from and how, for ``export.json``.
 
     Args:
@@ -184,7 +137,7 @@ def export_record(run: Path, classifier: FlowerClassifier, fp32: Path, command: 
 
 
 def compare_backends(
-    run: Path, classifier: FlowerClassifier, split: datasets.Dataset, split_name: str, batch_size: int
+    run: Path, classifier: ImageClassifier, split: datasets.Dataset, split_name: str, batch_size: int
 ) -> dict[str, Any]:
     """Every exported model against PyTorch on ``split``, with the same preprocessing: ONNX fp32's largest
     probability difference and accuracy; int8's top-1 agreement with fp32 and its accuracy change, in points.
@@ -199,7 +152,7 @@ def compare_backends(
     passes = {"pytorch": _predict(classifier, split, "pytorch", batch_size)}
     for backend, name in ONNX_FILES.items():
         if (run / ONNX_DIR / name).is_file():
-            served = FlowerClassifier.from_pretrained(run, backend=backend)
+            served = ImageClassifier.from_pretrained(run, backend=backend)
             passes[backend] = _predict(served, split, backend, batch_size)
     labels = np.asarray(split["label"])
     probabilities = {backend: torch.from_numpy(logits).softmax(-1).numpy() for backend, logits in passes.items()}
@@ -238,7 +191,7 @@ def summary_text(record: dict[str, Any], folder: Path) -> str:
     return "\n".join(lines)
 
 
-def _predict(classifier: FlowerClassifier, split: datasets.Dataset, backend: str, batch_size: int) -> np.ndarray:
+def _predict(classifier: ImageClassifier, split: datasets.Dataset, backend: str, batch_size: int) -> np.ndarray:
     return Evaluator(classifier, batch_size, disable_tqdm=True).predict(split, backend).logits
 
 
@@ -264,7 +217,7 @@ def _load_data(args: ExportArguments, run: Path, class_names: list[str]) -> data
             f"{run} has no {CONFIG_FILE} naming its data set: give --dataset (or --eval_split none with "
             "--int8_method dynamic, which need no images)"
         )
-    data = load_flowers(args=DataArguments(**options))
+    data = load_data(args=DataArguments(**options))
     check_class_names(data["train"].features["label"].names, class_names)
     return data
 

@@ -29,7 +29,7 @@ from transformers.trainer_utils import PredictionOutput
 
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import collate_fn, normalize_pixels
-from flowers_hf.training.trainer_config import FlowersTrainingArguments
+from flowers_hf.training.arguments import FlowersTrainingArguments
 
 logger = logging.getLogger(__name__)
 

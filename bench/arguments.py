@@ -1,0 +1,129 @@
+"""``bench/run.py``'s command-line arguments, shared by its helpers (``peer.py``, ``probe.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+# Per mode: the models and what differs from the full run. Quick keeps the code path and scales the images down
+# together (crop 128 px from 288 px JPEGs, as 224 from 500), so that decoding and augmenting weigh against the model
+# about as at full size.
+QUICK = {
+    "models": ["resnet18"],
+    "image_size": 128,
+    "source_image_size": 288,
+    "num_classes": 20,
+    "warmup_steps": 2,
+    "steps": 10,
+    "infer_runs": 30,
+}
+FULL = {"models": ["resnet18", "efficientnet_b3"], "source_image_size": 500, "num_classes": 102, "infer_runs": 50}
+# Steady-state steps per model in the full run: EfficientNet-B3 takes ~20 s per step of 32 on 2 CPU cores.
+FULL_STEPS = {"resnet18": 20, "efficientnet_b3": 6}
+WARMUP_STEPS, WARMUP_STEPS_GPU = 3, 10
+# A GPU step takes milliseconds: enough steps for a window of seconds and for the data path to reach steady state.
+FULL_STEPS_GPU = 200
+
+
+@dataclass
+class BenchArguments:
+    """What to measure, on which data and device. Unset fields take the ``--quick`` or full run's values."""
+
+    quick: bool = field(
+        default=False, metadata={"help": "ResNet18 on smaller images, fewer steps: < 5 min on 2 cores."}
+    )
+    models: list[str] | None = field(
+        default=None,
+        metadata={"help": "timm architectures (full run: resnet18 efficientnet_b3; quick: resnet18); none: no model."},
+    )
+    image_size: int | None = field(
+        default=None, metadata={"help": "Model input size (default: the model's own; quick: 128)."}
+    )
+    source_image_size: int | None = field(
+        default=None, metadata={"help": "Shorter side of the synthetic JPEGs (full: 500 like Flowers-102; quick: 288)."}
+    )
+    num_classes: int | None = field(default=None, metadata={"help": "Synthetic classes (full: 102; quick: 20)."})
+    images_per_class: int = field(
+        default=10, metadata={"help": "Synthetic images per class; every split is used for training (102 x 10: 1,020)."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Training batch size of every training path."})
+    workers: int | None = field(
+        default=None,
+        metadata={"help": "DataLoader workers of our path (default: FlowersTrainingArguments', min(8, cores))."},
+    )
+    warmup_steps: int | None = field(
+        default=None, metadata={"help": "Training steps run before timing starts (CPU: 3; GPU: 10; quick: 2)."}
+    )
+    steps: int | None = field(
+        default=None,
+        metadata={"help": "Timed training steps (full CPU: resnet18 20, efficientnet_b3 6; GPU: 200; quick: 10)."},
+    )
+    rounds: int = field(
+        default=1, metadata={"help": "Repeat the training measurements, interleaved, and take the medians."}
+    )
+    infer_runs: int | None = field(default=None, metadata={"help": "Timed predictions (full: 50; quick: 30)."})
+    device: str = field(
+        default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu or cuda (default: cuda if any)."}
+    )
+    precision: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 (CUDA only), for training."})
+    channels_last: bool = field(default=False, metadata={"help": "Model (and ceiling batches) in channels_last."})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model in every training path."})
+    recipes: bool = field(
+        default=False, metadata={"help": "Also time the two reference recipes with train.py (hours on a CPU)."}
+    )
+    recipe_flags: str = field(
+        default="",
+        metadata={"help": "More train.py flags for the recipes, e.g. '--max_steps 2 --image_size 32' for a dry run."},
+    )
+    probe: bool = field(
+        default=False,
+        metadata={
+            "help": "Also time the ResNet18 linear probe (configs/resnet18.yaml, 20 epochs) with train.py, on the "
+            "frozen backbone's features and on the whole model every time, side by side (bench/probe.py)."
+        },
+    )
+    probe_backbone: str | None = field(
+        default=None,
+        metadata={"help": "The probe's starting weights (a model.safetensors; default: train the quickstart's)."},
+    )
+    probe_images_per_class: int = field(
+        default=16, metadata={"help": "The probe's synthetic images per class (16: 204 / 204 / 1,224 images)."}
+    )
+    probe_flags: str = field(
+        default="", metadata={"help": "More train.py flags for both probe runs, e.g. '--num_train_epochs 2'."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where datasets caches the synthetic images."})
+    onnx: bool = field(
+        default=True,
+        metadata={
+            "help": "Also time the demo on the model's ONNX exports, fp32 and int8 (CPU only; python -m "
+            "flowers_hf.export's code, int8 calibrated on validation photos)."
+        },
+    )
+    json_only: bool = field(default=False, metadata={"help": "Print only the JSON (used for one model per process)."})
+
+    def __post_init__(self) -> None:
+        mode = QUICK if self.quick else FULL
+        for key, value in mode.items():
+            if getattr(self, key, None) is None:
+                setattr(self, key, value)
+        if self.warmup_steps is None:
+            self.warmup_steps = WARMUP_STEPS_GPU if self.device == "cuda" else WARMUP_STEPS
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.device not in ("cpu", "cuda") or (self.device == "cuda" and not torch.cuda.is_available()):
+            raise ValueError(f"--device must be cpu or cuda (with a CUDA GPU present), got {self.device!r}")
+        if self.precision == "fp16" and self.device != "cuda":
+            raise ValueError("--precision fp16 needs --device cuda; use bf16 or fp32 on a CPU")
+        if min(self.batch_size, self.warmup_steps, self.rounds, self.infer_runs, self.images_per_class - 2) < 1:
+            raise ValueError(
+                "--batch_size, --warmup_steps, --rounds and --infer_runs must be positive, "
+                "--images_per_class at least 3"
+            )
+
+    def steps_for(self, model: str) -> int:
+        """Timed steps for ``model``: ``--steps``, else the mode's default."""
+        if self.steps is not None:
+            return self.steps
+        return FULL_STEPS_GPU if self.device == "cuda" else FULL_STEPS.get(model, 10)
