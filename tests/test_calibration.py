@@ -20,8 +20,8 @@ from flowers_hf.evaluation.calibration import (
     fit_calibration,
     fit_temperature,
     fold_temperature,
+    probabilities,
     reliability_bins,
-    softmax,
     unsure_threshold,
 )
 from flowers_hf.model.arguments import ModelArguments
@@ -44,22 +44,22 @@ def _rows(confidences: list[float], predicted: list[int], classes: int = 3) -> n
 def test_ece_equals_a_hand_computation():
     # 15 bins of width 1/15. Bin (0.8667, 0.9333]: 0.90 right, 0.92 wrong; bin (0.9333, 1]: 0.95 right;
     # bin (0.5333, 0.6]: 0.55 wrong, 0.58 right; bin (0.4, 0.4667]: 0.45 wrong.
-    probabilities = _rows([0.90, 0.92, 0.95, 0.55, 0.58, 0.45], [0, 1, 2, 0, 1, 2])
+    probs = _rows([0.90, 0.92, 0.95, 0.55, 0.58, 0.45], [0, 1, 2, 0, 1, 2])
     labels = np.array([0, 0, 2, 1, 1, 0])
     expected = (2 * abs(0.5 - 0.91) + 1 * abs(1 - 0.95) + 2 * abs(0.5 - 0.565) + 1 * abs(0 - 0.45)) / 6
-    assert expected_calibration_error(probabilities, labels) == pytest.approx(expected)
-    bins = reliability_bins(probabilities, labels)
+    assert expected_calibration_error(probs, labels) == pytest.approx(expected)
+    bins = reliability_bins(probs, labels)
     assert bins.counts.sum() == 6 and bins.counts[13] == 2 and bins.accuracy[13] == 0.5
     # One bin: the gap between overall accuracy and mean confidence.
-    assert expected_calibration_error(probabilities, labels, num_bins=1) == pytest.approx(abs(3 / 6 - 4.35 / 6))
+    assert expected_calibration_error(probs, labels, num_bins=1) == pytest.approx(abs(3 / 6 - 4.35 / 6))
 
 
 def _calibrated_data(n: int = 4000, classes: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Logits with labels drawn from their own softmax: calibrated at T = 1 by construction."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 2.0, (n, classes))
-    probabilities = softmax(logits)
-    labels = (probabilities.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1)  # inverse-CDF sampling
+    probs = probabilities(logits)
+    labels = (probs.cumsum(axis=1) < rng.random((n, 1))).sum(axis=1)  # inverse-CDF sampling
     return logits, labels
 
 
@@ -68,20 +68,20 @@ def test_temperature_scaling_undoes_over_confidence():
     over_confident = 5 * logits
     temperature = fit_temperature(over_confident, labels)
     assert temperature == pytest.approx(5.0, rel=0.1)
-    before = expected_calibration_error(softmax(over_confident), labels)
-    after = expected_calibration_error(softmax(over_confident / temperature), labels)
+    before = expected_calibration_error(probabilities(over_confident), labels)
+    after = expected_calibration_error(probabilities(over_confident, temperature), labels)
     assert before > 0.15 and after < before / 4
     calibration = fit_calibration(over_confident, labels)
     assert calibration.ece_before == pytest.approx(before) and calibration.ece_after == pytest.approx(after)
-    assert np.array_equal(softmax(over_confident).argmax(1), softmax(over_confident / temperature).argmax(1))
+    assert np.array_equal(probabilities(over_confident).argmax(1), probabilities(over_confident, temperature).argmax(1))
 
 
 def test_a_temperature_that_would_raise_the_ece_is_not_applied(monkeypatch, caplog):
     logits, labels = _calibrated_data()  # calibrated as they are: sharpening them raises the ECE
     monkeypatch.setattr(calibration_module, "fit_temperature", lambda logits, labels: 0.5)
     calibration = fit_calibration(logits, labels)
-    before = expected_calibration_error(softmax(logits), labels)
-    assert before < expected_calibration_error(softmax(logits / 0.5), labels)
+    before = expected_calibration_error(probabilities(logits), labels)
+    assert before < expected_calibration_error(probabilities(logits, 0.5), labels)
     assert (calibration.temperature, calibration.ece_before, calibration.ece_after) == (1.0, before, before)
     assert "would raise the validation ECE" in caplog.text
 
@@ -90,13 +90,13 @@ def test_unsure_threshold_keeps_the_asked_share_of_correct_answers():
     # 20 correct answers with confidences 0.30, 0.33, …; keeping 95 % may turn away one of them: the lowest.
     correct = np.round(0.30 + 0.03 * np.arange(20), 2)
     wrong = np.array([0.31, 0.32, 0.9])
-    probabilities = _rows([*correct, *wrong], [0] * 23, classes=10)
+    probs = _rows([*correct, *wrong], [0] * 23, classes=10)
     labels = np.array([0] * 20 + [1] * 3)
-    threshold = unsure_threshold(probabilities, labels, keep_correct=0.95)
+    threshold = unsure_threshold(probs, labels, keep_correct=0.95)
     assert threshold == pytest.approx(0.33)
-    accepted = probabilities.max(1) >= threshold
+    accepted = probs.max(1) >= threshold
     assert accepted[:20].mean() == 0.95 and accepted[20:].tolist() == [False, False, True]
-    assert unsure_threshold(probabilities, np.ones(23, dtype=int), keep_correct=0.95) is None  # nothing right
+    assert unsure_threshold(probs, np.ones(23, dtype=int), keep_correct=0.95) is None  # nothing right
 
 
 def _model(seed: int = 0):

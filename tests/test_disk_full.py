@@ -15,13 +15,13 @@ from test_resume import ARGS, COMPARED, _evaluations
 from transformers import Trainer, pipeline
 
 import train
-from flowers_hf.model import modeling
 from flowers_hf.core.cli import parse_args, run_cli
 from flowers_hf.core.disk import atomic_folder, disk_full_guard
 from flowers_hf.core.errors import DiskFullError
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.cache import cache_resized
+from flowers_hf.model import modeling
 from flowers_hf.reporting import run_folder
 
 FULL = OSError(errno.ENOSPC, "No space left on device")

@@ -111,7 +111,9 @@ def test_no_import_cycles_between_modules_or_folders():
 def test_every_folder_says_what_it_is_and_what_it_may_import():
     for init in PACKAGE.glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text()))
-        assert doc and "import" in doc.lower(), f"{init.parent.name}/__init__.py: say what the layer is and what it imports"
+        assert doc and "import" in doc.lower(), (
+            f"{init.parent.name}/__init__.py: say what the layer is and what it imports"
+        )
 
 
 def test_bench_has_no_import_cycle():

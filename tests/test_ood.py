@@ -17,7 +17,7 @@ from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.holdout import HELD_OUT, held_out_class_ids, held_out_names, hold_out_classes
 from flowers_hf.data.load import load_outside_images
 from flowers_hf.data.synthetic_ood import KINDS, load_synthetic_ood
-from flowers_hf.evaluation.calibration import Calibration, keeping_threshold, softmax, unsure_threshold
+from flowers_hf.evaluation.calibration import Calibration, keeping_threshold, probabilities, unsure_threshold
 from flowers_hf.evaluation.ood import auroc, fpr_at_tpr, open_set_report, recommend
 from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.serving.open_set import OpenSetRule, energy, known_score, max_logit, msp
@@ -82,7 +82,7 @@ def test_the_report_chooses_thresholds_on_validation_and_recommends_the_lowest_f
     assert scores["max_logit"]["fpr_at_95_tpr"] == scores["energy"]["fpr_at_95_tpr"] == 0.0
     # Each threshold keeps 95 % of the correctly classified validation images: 38 of 40.
     assert all(entry["known_accepted"] == pytest.approx(0.95) for entry in scores.values())
-    assert scores["msp"]["threshold"] == pytest.approx(unsure_threshold(softmax(known), labels))  # today's rule
+    assert scores["msp"]["threshold"] == pytest.approx(unsure_threshold(probabilities(known), labels))  # today's rule
     assert (
         report["recommended"]
         == OpenSetRule("max_logit", scores["max_logit"]["threshold"], 0.0, "shifted", 0.0).to_dict()

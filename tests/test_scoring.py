@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from flowers_hf.evaluation.calibration import Calibration, expected_calibration_error, softmax
+from flowers_hf.evaluation.calibration import Calibration, expected_calibration_error, probabilities
 from flowers_hf.evaluation.scoring import score_split, score_views
 
 # Three images, three classes: the first two right (class 0, class 1), the third wrong (class 0 for label 2).
@@ -17,8 +17,8 @@ def test_scores_match_a_hand_computation():
     assert scores["test_accuracy"] == pytest.approx(2 / 3)
     assert scores["test_top5_accuracy"] == 1.0  # three classes: all are in the top 5
     assert scores["test_mean_per_class_accuracy"] == pytest.approx((1 + 1 + 0) / 3)
-    calibrated = softmax(LOGITS / 2.0)
-    assert scores["test_ece_uncalibrated"] == pytest.approx(expected_calibration_error(softmax(LOGITS), LABELS))
+    calibrated = probabilities(LOGITS, 2.0)
+    assert scores["test_ece_uncalibrated"] == pytest.approx(expected_calibration_error(probabilities(LOGITS), LABELS))
     assert scores["test_ece_calibrated"] == pytest.approx(expected_calibration_error(calibrated, LABELS))
     nll = -np.mean([math.log(calibrated[i, label]) for i, label in enumerate(LABELS)])
     assert scores["test_nll_calibrated"] == pytest.approx(nll)
@@ -42,7 +42,7 @@ def test_views_average_calibrated_probabilities():
     other = np.array([[3.0, 1.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]])
     views = np.stack([LOGITS, other], axis=1).astype(np.float32)
     scores = score_views(views, LABELS, 2.0, "test")
-    mean = (softmax(LOGITS / 2.0) + softmax(other / 2.0)) / 2
+    mean = (probabilities(LOGITS, 2.0) + probabilities(other, 2.0)) / 2
     assert list(mean.argmax(axis=1)) == [0, 1, 2]
     assert scores["test_tta_views"] == 2
     assert scores["test_tta_accuracy"] == 1.0

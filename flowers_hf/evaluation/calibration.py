@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import softmax
 from transformers import PretrainedConfig, TimmWrapperForImageClassification
 
 logger = logging.getLogger(__name__)
@@ -67,11 +68,14 @@ class Calibration:
         return cls(**{key: value for key, value in stored.items() if key in known})
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (numerically stable)."""
-    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(logits / temperature)`` in float64 (scipy's).
+
+    Args:
+        logits: class scores, classes last.
+        temperature: the calibration temperature (1: the logits as they are).
+    """
+    return softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -203,8 +207,8 @@ def fit_calibration(
         fitted_on: the split's name, for the record.
     """
     temperature = fit_temperature(logits, labels)
-    ece_before = expected_calibration_error(softmax(logits), labels, num_bins)
-    ece_after = expected_calibration_error(softmax(np.asarray(logits) / temperature), labels, num_bins)
+    ece_before = expected_calibration_error(probabilities(logits), labels, num_bins)
+    ece_after = expected_calibration_error(probabilities(logits, temperature), labels, num_bins)
     if ece_after > ece_before:
         # The NLL-optimal temperature need not lower the ECE (small or weak models): one that raises it on the
         # very split it was fitted on would make the "calibrated" probabilities worse by the measure we report.
@@ -213,7 +217,7 @@ def fit_calibration(
             temperature, fitted_on, ece_before, ece_after,
         )  # fmt: skip
         temperature, ece_after = 1.0, ece_before
-    calibrated = softmax(np.asarray(logits) / temperature)
+    calibrated = probabilities(logits, temperature)
     return Calibration(
         temperature=temperature,
         unsure_threshold=unsure_threshold(calibrated, labels, keep_correct),

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
-from flowers_hf.evaluation.calibration import softmax
+from flowers_hf.evaluation.calibration import probabilities
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ def top_mistakes(logits: np.ndarray, labels: np.ndarray, k: int = 16, temperatur
         k: at most this many.
         temperature: ``softmax(logits / temperature)`` are the probabilities reported (the model's calibration).
     """
-    probabilities = softmax(np.asarray(logits, dtype=np.float64) / temperature)
-    predicted, labels = probabilities.argmax(axis=1), np.asarray(labels)
-    confidence = probabilities.max(axis=1)
+    probs = probabilities(logits, temperature)
+    predicted, labels = probs.argmax(axis=1), np.asarray(labels)
+    confidence = probs.max(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     ranked = wrong[np.argsort(-confidence[wrong], kind="stable")][:k]
     return [Mistake(int(i), int(labels[i]), int(predicted[i]), float(confidence[i])) for i in ranked]

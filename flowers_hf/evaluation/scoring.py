@@ -15,7 +15,7 @@ from flowers_hf.evaluation.calibration import (
     Calibration,
     expected_calibration_error,
     negative_log_likelihood,
-    softmax,
+    probabilities,
 )
 from flowers_hf.evaluation.metrics import ClassificationMetrics
 
@@ -40,12 +40,12 @@ def score_split(
         num_bins: ECE bins.
     """
     logits, labels = np.asarray(logits), np.asarray(labels)
-    calibrated = softmax(logits / calibration.temperature)
+    calibrated = probabilities(logits, calibration.temperature)
     threshold = calibration.unsure_threshold
     answered = calibrated.max(axis=1) >= (threshold if threshold is not None else 0.0)
     correct = calibrated.argmax(axis=1) == labels
     return classification_scores(logits, labels, prefix) | {
-        f"{prefix}_ece_uncalibrated": expected_calibration_error(softmax(logits), labels, num_bins),
+        f"{prefix}_ece_uncalibrated": expected_calibration_error(probabilities(logits), labels, num_bins),
         f"{prefix}_ece_calibrated": expected_calibration_error(calibrated, labels, num_bins),
         f"{prefix}_nll_uncalibrated": negative_log_likelihood(logits, labels),
         f"{prefix}_nll_calibrated": negative_log_likelihood(logits, labels, calibration.temperature),

@@ -11,7 +11,7 @@ import numpy as np
 
 from flowers_hf.data.cache import cache_images
 from flowers_hf.data.transforms import eval_resize
-from flowers_hf.evaluation.calibration import NUM_BINS, expected_calibration_error, softmax
+from flowers_hf.evaluation.calibration import NUM_BINS, expected_calibration_error, probabilities
 from flowers_hf.evaluation.corruptions import CORRUPTIONS, SEVERITIES, CorruptionTransform, robustness_summary
 from flowers_hf.evaluation.evaluator import Evaluator
 
@@ -53,8 +53,8 @@ def corruption_suite(
         for severity in sorted(severities):
             corruption = CorruptionTransform(prep, name, severity, seed)
             result = evaluator.predict(split, f"{name} {severity}", corruption=corruption)
-            probabilities = softmax(result.logits / divisor)
-            accuracy[name][severity] = float(np.mean(probabilities.argmax(axis=1) == result.labels))
-            ece[name][severity] = expected_calibration_error(probabilities, result.labels, num_bins)
+            probs = probabilities(result.logits, divisor)
+            accuracy[name][severity] = float(np.mean(probs.argmax(axis=1) == result.labels))
+            ece[name][severity] = expected_calibration_error(probs, result.labels, num_bins)
         logger.info("%s: accuracy by severity %s", name, {s: round(a, 4) for s, a in accuracy[name].items()})
     return robustness_summary(clean_accuracy, accuracy, ece)

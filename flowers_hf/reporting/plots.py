@@ -24,7 +24,7 @@ from sklearn.metrics import confusion_matrix
 from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import build_eval_transform, denormalize
-from flowers_hf.evaluation.calibration import NUM_BINS, ReliabilityBins, reliability_bins, softmax
+from flowers_hf.evaluation.calibration import NUM_BINS, ReliabilityBins, probabilities, reliability_bins
 from flowers_hf.evaluation.corruptions import SEVERITIES
 from flowers_hf.evaluation.mistakes import Mistake, worst_first
 from flowers_hf.serving.open_set import SCORE_NAMES
@@ -299,7 +299,7 @@ def plot_reliability_diagram(
     axes = fig.subplots(1, 2, sharey=True)
     panels = (("uncalibrated", 1.0), (f"temperature scaled (T = {temperature:.3g})", temperature))
     for ax, (title, t) in zip(axes, panels, strict=True):
-        _reliability_panel(ax, reliability_bins(softmax(np.asarray(logits) / t), labels, num_bins), title)
+        _reliability_panel(ax, reliability_bins(probabilities(logits, t), labels, num_bins), title)
     axes[0].set_ylabel("accuracy")
     fig.suptitle(f"reliability on {len(labels):,} images ({num_bins} bins; images per bin at the foot of its bar)")
     _save(fig, path)
