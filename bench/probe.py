@@ -103,5 +103,5 @@ def _warm_cache(args: BenchArguments, flags: list[str]) -> None:
                                                                          or None))  # fmt: skip
     workers = FlowersTrainingArguments(output_dir=None, report_to="none").dataloader_num_workers
     start = time.perf_counter()
-    cache_splits(load_data(args=data_args), prep, workers or None)
+    cache_splits(load_data(args=data_args).splits, prep, workers or None)
     logger.info("Probe data and its decoded copy ready in %.0f s (not timed)", time.perf_counter() - start)

@@ -146,7 +146,7 @@ def load_pool(args: BenchArguments, images_needed: int) -> datasets.DatasetDict:
         cache_dir=args.cache_dir,
     )
     start = time.perf_counter()
-    raw = load_data("synthetic", data_args)
+    raw = load_data("synthetic", data_args).splits
     logger.info(
         "Data: %d JPEGs at %d px ready in %.1f s (not timed)",
         sum(map(len, raw.values())),

@@ -19,7 +19,6 @@ repository's card. Data options not given default to those the run was trained w
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -35,9 +34,10 @@ from flowers_hf.core.cli import parse_args, run_cli, setup_logging
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.cache import cache_images
-from flowers_hf.data.identity import SYNTHETIC_OOD, identify
+from flowers_hf.data.identity import SYNTHETIC_OOD, DatasetIdentity
 from flowers_hf.data.labels import check_class_names
 from flowers_hf.data.load import load_outside_images
+from flowers_hf.data.subset import sample_split
 from flowers_hf.data.transforms import build_eval_transform, eval_crop
 from flowers_hf.data.tta import TTATransform
 from flowers_hf.data.validate import drop_bad_images
@@ -53,7 +53,6 @@ from flowers_hf.reporting.model_card import evaluation_results, update_model_car
 from flowers_hf.reporting.plots import plot_reliability_diagram, plot_robustness
 from flowers_hf.reporting.publish import check_push_access, push_results
 from flowers_hf.reporting.run_folder import (
-    CONFIG_FILE,
     EVALUATE_CONFIG_FILE,
     RELIABILITY_PLOT,
     ROBUSTNESS_FILE,
@@ -62,6 +61,7 @@ from flowers_hf.reporting.run_folder import (
     write_test_report,
 )
 from flowers_hf.serving.classifier import ImageClassifier
+from flowers_hf.serving.run import run_data_options
 
 logger = logging.getLogger("flowers_hf.evaluate")
 
@@ -79,19 +79,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # The model with its preprocessing; the data, whose classes must be the model's, in the same order.
     classifier = ImageClassifier.from_pretrained(args.model, device=_device(args.device))
-    data = load_data(args=data_args)
+    loaded = load_data(args=data_args)
     # As train.py does: images that cannot be decoded are listed in OUTPUT_DIR/bad_images.json and left out (or,
     # with --on_bad_image error, stop the command before any pass).
-    data = drop_bad_images(data, data_args.on_bad_image, output_dir, num_proc=args.dataloader_num_workers or None)
+    data = drop_bad_images(
+        loaded.splits, data_args.on_bad_image, output_dir, num_proc=args.dataloader_num_workers or None
+    )
     check_class_names(data["train"].features["label"].names, classifier.class_names)
-    split = _subset(data[args.split], args.max_eval_samples)
+    split = sample_split(data[args.split], args.max_eval_samples)
     evaluator = Evaluator(classifier, args.batch_size, args.dataloader_num_workers, args.disable_tqdm)
 
     # Calibration: the one stored with the model (folded into its weights), or one fitted now on validation.
     if args.split == "validation" and Calibration.from_config(classifier.model.config) is None:
         logger.warning("Calibration is fitted on the split it is evaluated on: its ECE after scaling is optimistic")
     save_to = Path(args.model).expanduser() if args.save_calibration else None
-    validation = _subset(data["validation"], args.max_eval_samples)
+    validation = sample_split(data["validation"], args.max_eval_samples)
     # The plain passes read the decoded, centre-cropped copy train.py made (--cache_images; the same inputs bit for
     # bit): made now if it is not there, and reused by the next evaluation.
     (plain_split, plain_validation), plain = (split, validation), None
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     open_set = measure_open_set(evaluator, args, data_args, validation, known, calibration, folded, output_dir)
 
     (output_dir / f"{prefix}_results.json").write_text(json.dumps(metrics, indent=4, sort_keys=True))
-    publish_results(metrics, args, data_args, output_dir)
+    publish_results(metrics, args, loaded.identity, output_dir)
     print(summary_text(metrics, prefix, args, data_args, calibration, len(split), output_dir))
     if open_set is not None:
         print("\n".join(summary_lines(open_set)))
@@ -167,7 +169,7 @@ def measure_open_set(
     """
     if not args.ood:
         return None
-    unknown_images = _subset(load_outside_images(args.ood, data_args), args.max_eval_samples)
+    unknown_images = sample_split(load_outside_images(args.ood, data_args), args.max_eval_samples)
     unknown = uncalibrated(evaluator.predict(unknown_images, "unknown images").logits, calibration, folded)
     fitting = evaluator.predict(validation, "validation: open-set thresholds")
     thresholds_on = (uncalibrated(fitting.logits, calibration, folded), fitting.labels)
@@ -186,14 +188,13 @@ def measure_open_set(
 
 
 def publish_results(
-    metrics: dict[str, Any], args: EvaluationArguments, data_args: DataArguments, output_dir: Path
+    metrics: dict[str, Any], args: EvaluationArguments, dataset: DatasetIdentity, output_dir: Path
 ) -> None:
     """The scores into the model-index of the run folder's card (``--update_card``) and of a published repository's
     (``--push_results``, with the output folder's files)."""
     suite = {"corruptions": sorted(args.corruption_names or CORRUPTIONS), "severities": sorted(args.severities)}
     measured_with = {"tta_accuracy": {"views": args.tta_views}}
     measured_with |= {"mean_corruption_accuracy": suite, "relative_mean_corruption_accuracy": suite}
-    dataset = identify(data_args.dataset, data_args.class_names)
     results = evaluation_results(metrics, PREFIXES[args.split], args.split, dataset, measured_with)
     card = Path(args.model).expanduser() / "README.md"
     if args.update_card and card.is_file():
@@ -211,7 +212,8 @@ def _expand_argv(argv: list[str] | None) -> list[str]:
     if argv and not argv[0].startswith("-"):
         argv = ["--model", argv[0], *argv[1:]]
     model, _ = _model_parser().parse_known_args(argv)
-    return [*_run_data_options(model.model), *argv]
+    options = run_data_options(model.model)
+    return [*(item for name, value in options.items() for item in (f"--{name}", str(value))), *argv]
 
 
 def _model_parser() -> argparse.ArgumentParser:
@@ -220,29 +222,10 @@ def _model_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_data_options(model: str | None) -> list[str]:
-    """The data options a run was trained with (its ``train_config.yaml``), as command-line flags."""
-    path = Path(model or "").expanduser() / CONFIG_FILE
-    if not model or not path.is_file():
-        return []
-    saved = yaml.safe_load(path.read_text()) or {}
-    names = [f.name for f in dataclasses.fields(DataArguments)]
-    options = {name: saved[name] for name in names if saved.get(name) is not None}
-    logger.info("Data options from %s (flags override them): %s", path, options)
-    return [item for name, value in options.items() for item in (f"--{name}", str(value))]
-
-
 def _device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def _subset(split: datasets.Dataset, max_samples: int | None, seed: int = 0) -> datasets.Dataset:
-    if max_samples is None or max_samples >= len(split):
-        return split
-    indices = np.sort(np.random.default_rng(seed).choice(len(split), max_samples, replace=False))
-    return split.select(indices, keep_in_memory=True)
 
 
 def _suite_facts(args: EvaluationArguments, classifier: ImageClassifier, num_images: int) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def tiny_args() -> DataArguments:
 
 @pytest.fixture(scope="session")
 def tiny_synthetic(tiny_args):
-    return load_data(args=tiny_args)
+    return load_data(args=tiny_args).splits
 
 
 @pytest.fixture(scope="session")

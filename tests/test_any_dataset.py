@@ -112,7 +112,7 @@ def _snapshot(folder, names):
 
 def test_a_hub_snapshot_folder_of_parquet_shards_loads_with_its_names(tmp_path):
     folder = _snapshot(tmp_path / "beans", ["angular_leaf_spot", "bean_rust", "healthy"])
-    data = load_data(str(folder), DataArguments(validation_fraction=0.34))
+    data = load_data(str(folder), DataArguments(validation_fraction=0.34)).splits
     assert data["test"].features["label"].names == ["angular_leaf_spot", "bean_rust", "healthy"]
     assert data["test"]["label"] == [2, 1, 0]
 
@@ -125,7 +125,7 @@ def test_an_imagefolder_with_metadata_csv_loads_its_labels(tmp_path):
             Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(tmp_path / split / f"{i}.png")
             rows.append(f"{i}.png,{label}")
         (tmp_path / split / "metadata.csv").write_text("\n".join(rows) + "\n")
-    data = load_data(str(tmp_path), DataArguments(validation_fraction=0.5))
+    data = load_data(str(tmp_path), DataArguments(validation_fraction=0.5)).splits
     assert data["test"].features["label"].names == ["cat", "dog"]
     assert data["test"]["label"] == [0, 1, 0, 1]
 

@@ -116,7 +116,7 @@ def test_the_final_model_folder_is_never_left_half_written(tmp_path, monkeypatch
 
     monkeypatch.setattr(modeling, "save_for_hf", save_for_hf)
     metrics = train.main(argv)  # the stage is finished: only the folder is written
-    image = load_data(args=parse_args((DataArguments,), argv[:8])[0])["test"][0]["image"]
+    image = load_data(args=parse_args((DataArguments,), argv[:8])[0]).splits["test"][0]["image"]
     assert len(pipeline("image-classification", model=str(output))(image)) == 4  # a whole model, loadable
     assert json.loads((output / "test_results.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
 

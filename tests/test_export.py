@@ -56,7 +56,7 @@ def exported(tiny_run, tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def test_images() -> tuple[list[Image.Image], np.ndarray]:
     """The tiny run's test split, plus photos of other sizes and modes than the training images."""
-    split = load_data(args=TINY_DATA)["test"]
+    split = load_data(args=TINY_DATA).splits["test"]
     rng = np.random.default_rng(0)
     photos = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in ((60, 80), (33, 200))]
     photos.append(photos[0].convert("L"))
@@ -97,7 +97,7 @@ def test_the_onnx_model_takes_any_batch_size_and_outputs_calibrated_logits(expor
 def test_int8_agreement_and_accuracy_change_are_measured_and_recorded(exported):
     run, record = exported
     comparison = record["comparison"]
-    split = load_data(args=TINY_DATA)["test"]
+    split = load_data(args=TINY_DATA).splits["test"]
     assert (comparison["split"], comparison["images"]) == ("test", len(split))
     # The same figures, measured again here through the served backends.
     served = {backend: ImageClassifier.from_pretrained(run, backend=backend) for backend in ("onnx", "onnx-int8")}
@@ -131,7 +131,7 @@ def test_the_record_says_what_the_files_were_made_from_and_how(exported):
     assert record["how"]["exporter"] == "torch.onnx.export(dynamo=True)"
     assert record["how"]["input"]["shape"] == ["batch", 3, 32, 32]
     assert record["how"]["command"] == f"python -m flowers_hf.export {run} --format onnx --quantize int8"
-    validation = len(load_data(args=TINY_DATA)["validation"])
+    validation = len(load_data(args=TINY_DATA).splits["validation"])
     assert record["int8"] == {
         "method": "static", "quant_format": "QDQ", "per_channel": True, "weight_type": "QInt8",
         "activation_type": "QUInt8", "calibrate_method": "MinMax", "calibration_images": min(256, validation),

@@ -32,7 +32,7 @@ CHECKED = 2 * 8
 @pytest.fixture(scope="module")
 def tiny_data():
     data_args = parse_args((DataArguments,), TINY[:8])[0]
-    return load_data(args=data_args)
+    return load_data(args=data_args).splits
 
 
 def _features(name: str, tiny_data, tmp_path, views: int = 0, **model_kwargs) -> tuple[FrozenFeatures, torch.nn.Module]:
@@ -155,7 +155,7 @@ def test_probe_views_train_the_head_alone_and_save_the_full_model(tmp_path, monk
 
     # The saved folder is the whole model: on the test images it scores what the features path scored.
     model = AutoModelForImageClassification.from_pretrained(output).eval()
-    test = _batch(_eval_split(load_data(args=parse_args((DataArguments,), TINY[:8])[0])["test"], model))
+    test = _batch(_eval_split(load_data(args=parse_args((DataArguments,), TINY[:8])[0]).splits["test"], model))
     with torch.no_grad():
         predicted = model(pixel_values=test["pixel_values"]).logits.argmax(-1)
     assert (predicted == test["labels"]).double().mean().item() == pytest.approx(metrics["test_accuracy"], abs=1e-9)

@@ -94,7 +94,7 @@ def phone_tree(tmp_path_factory):
 
 
 def test_an_imagefolder_of_heic_and_avif_loads_every_file_with_its_label(phone_tree):
-    data = load_data(str(phone_tree))
+    data = load_data(str(phone_tree)).splits
     assert {name: len(split) for name, split in data.items()} == {"train": 4, "validation": 4, "test": 4}
     names = data["train"].features["label"].names
     assert sorted(names) == ["iris", "rose"]
@@ -104,16 +104,16 @@ def test_an_imagefolder_of_heic_and_avif_loads_every_file_with_its_label(phone_t
 
 
 def test_the_bad_image_check_keeps_them_and_finds_a_truncated_one(phone_tree, tmp_path):
-    assert find_bad_images(load_data(str(phone_tree))) == []
+    assert find_bad_images(load_data(str(phone_tree)).splits) == []
     broken = shutil.copytree(phone_tree, tmp_path / "broken")
     target = broken / "test" / "rose" / "IMG_0001.heic"
     target.write_bytes(target.read_bytes()[:200])
-    bad = find_bad_images(load_data(str(broken)))
+    bad = find_bad_images(load_data(str(broken)).splits)
     assert [(b["file"], b["split"]) for b in bad] == [("test/rose/IMG_0001.heic", "test")]
 
 
 def test_the_training_and_eval_transforms_see_the_right_pixels(phone_tree):
-    data = load_data(str(phone_tree))
+    data = load_data(str(phone_tree)).splits
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
     plain = TransformArguments(color_jitter=0.0, hue_jitter=0.0)  # crops, flips and turns keep a flat colour
     names = data["train"].features["label"].names
@@ -128,7 +128,7 @@ def test_the_training_and_eval_transforms_see_the_right_pixels(phone_tree):
 def test_a_spawned_dataloader_worker_decodes_them(phone_tree):
     # A spawned worker starts a fresh interpreter: it reads HEIC only because unpickling the transform imports
     # flowers_hf.data.images, which registers the opener. Forked workers inherit it from the parent.
-    data = load_data(str(phone_tree))
+    data = load_data(str(phone_tree)).splits
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
     ready = with_transforms(data, build_eval_transform(prep), build_eval_transform(prep))
     loader = torch.utils.data.DataLoader(

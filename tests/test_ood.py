@@ -140,9 +140,9 @@ def test_held_out_classes_are_a_seeded_draw_and_leave_contiguous_ids(tiny_synthe
 
 
 def test_load_flowers_holds_classes_out_when_asked(tiny_args):
-    data = load_data(args=DataArguments(**{**vars(tiny_args), "holdout_classes": 1}))
+    data = load_data(args=DataArguments(**{**vars(tiny_args), "holdout_classes": 1})).splits
     assert len(data["train"].features["label"].names) == 3 and HELD_OUT in data
-    assert HELD_OUT not in load_data(args=tiny_args)
+    assert HELD_OUT not in load_data(args=tiny_args).splits
 
 
 def _with_rule(folder, rule: dict | None):
@@ -221,7 +221,7 @@ def test_holdout_classes_trains_on_the_others_and_scores_the_held_out_as_unknown
     # The same classes again for the same options: the draw is recorded by them.
     args = DataArguments(dataset="synthetic", synthetic_num_classes=6, synthetic_images_per_class=40,
                          synthetic_image_size=32, holdout_classes=2)  # fmt: skip
-    assert held_out_names(load_data(args=args)) == report["held_out_classes"]
+    assert held_out_names(load_data(args=args).splits) == report["held_out_classes"]
 
 
 def test_an_unknown_set_with_an_undecodable_image_leaves_it_out_and_says_so(tiny_args, tmp_path, caplog):

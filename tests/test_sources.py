@@ -23,7 +23,7 @@ def _class_of_pixel(data, split):
 def test_imagefolder_with_all_splits(tmp_path):
     classes = {"daisy": 3, "rose": 2, "tulip": 4}
     write_imagefolder(tmp_path, {"train": classes, "validation": classes, "test": classes})
-    data = load_data(str(tmp_path))
+    data = load_data(str(tmp_path)).splits
     assert data["train"].features["label"].names == ["daisy", "rose", "tulip"]
     assert {name: len(split) for name, split in data.items()} == {"train": 9, "validation": 9, "test": 9}
     for split in data:
@@ -34,12 +34,12 @@ def test_imagefolder_with_only_train_gets_seeded_stratified_splits(tmp_path, cap
     write_imagefolder(tmp_path, {"train": {"a": 20, "b": 20, "c": 20}})
     args = DataArguments(validation_fraction=0.2, test_fraction=0.1, split_seed=3)
     with caplog.at_level(logging.WARNING):
-        data = load_data(str(tmp_path), args)
+        data = load_data(str(tmp_path), args).splits
     assert "no test split" in caplog.text and "no validation split" in caplog.text
     assert {name: len(split) for name, split in data.items()} == {"train": 42, "validation": 12, "test": 6}
     for split, per_class in (("validation", 4), ("test", 2)):
         assert np.bincount(data[split]["label"]).tolist() == [per_class] * 3
-    again = load_data(str(tmp_path), args)
+    again = load_data(str(tmp_path), args).splits
     assert again["validation"]["label"] == data["validation"]["label"]
     assert [np.asarray(i).tobytes() for i in again["test"]["image"]] == [
         np.asarray(i).tobytes() for i in data["test"]["image"]
@@ -50,7 +50,7 @@ def test_imagefolder_with_oxford_ids_as_class_names(tmp_path):
     # Folders '1', '10', '2' of a Flowers-102 copy: imagefolder sorts them as strings; labels must follow the
     # Oxford order. A local folder is Flowers-102 when the user says so.
     write_imagefolder(tmp_path, {"train": {"1": 2, "10": 2, "2": 2}, "test": {"1": 1, "10": 1, "2": 1}})
-    data = load_data(str(tmp_path), DataArguments(validation_fraction=0.5, class_names="flowers102"))
+    data = load_data(str(tmp_path), DataArguments(validation_fraction=0.5, class_names="flowers102")).splits
     names = [FLOWER_NAMES[0], FLOWER_NAMES[1], FLOWER_NAMES[9]]
     assert data["train"].features["label"].names == names
     folder_to_label = {0: 0, 1: 2, 2: 1}  # folder order '1', '10', '2' -> Oxford order 1, 2, 10
@@ -60,7 +60,7 @@ def test_imagefolder_with_oxford_ids_as_class_names(tmp_path):
 
 def test_saved_dataset_dict_round_trips(tiny_synthetic, tmp_path):
     tiny_synthetic.save_to_disk(str(tmp_path / "saved"))
-    data = load_data(str(tmp_path / "saved"))
+    data = load_data(str(tmp_path / "saved")).splits
     assert data["train"].features == tiny_synthetic["train"].features
     for split in data:
         assert data[split]["label"] == tiny_synthetic[split]["label"]
@@ -141,7 +141,7 @@ def test_integer_labels_give_every_split_the_same_classes_when_one_lacks_a_class
 def test_offline_hub_fails_fast_and_names_the_local_alternatives():
     start = time.monotonic()
     with pytest.raises(HubUnavailableError) as raised:
-        load_data("dpdl-benchmark/oxford_flowers102")
+        load_data("dpdl-benchmark/oxford_flowers102").splits
     assert time.monotonic() - start < 30
     message = str(raised.value)
     for alternative in ("imagelabels.mat", "102flowers.tgz", "imagefolder", "save_to_disk", "synthetic"):
@@ -150,7 +150,7 @@ def test_offline_hub_fails_fast_and_names_the_local_alternatives():
 
 def test_a_missing_local_path_is_not_mistaken_for_a_hub_id(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
-        load_data(str(tmp_path / "nowhere" / "flowers"))
+        load_data(str(tmp_path / "nowhere" / "flowers")).splits
 
 
 def test_summary_json_is_serialisable(tiny_synthetic):
@@ -158,3 +158,9 @@ def test_summary_json_is_serialisable(tiny_synthetic):
 
     summary = summarize(tiny_synthetic, "synthetic")
     assert json.loads(json.dumps(summary))["class_counts"]["test"] == [6, 6, 6, 6]
+
+
+def test_the_loader_returns_the_identity_with_the_splits(tiny_args):
+    loaded = load_data(args=tiny_args)
+    assert loaded.identity.synthetic and loaded.identity.subject == "flower"
+    assert loaded.identity.split_sizes == {name: len(split) for name, split in loaded.splits.items()}

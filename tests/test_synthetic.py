@@ -75,7 +75,7 @@ def test_classes_are_learnable_from_simple_colour_features():
     args = DataArguments(
         dataset="synthetic", synthetic_num_classes=10, synthetic_images_per_class=24, synthetic_image_size=48
     )
-    data = load_data(args=args)
+    data = load_data(args=args).splits
 
     def features(split):
         rows = []

@@ -131,7 +131,7 @@ def test_each_stage_keeps_its_best_and_its_last_checkpoint(run):
 def test_output_folder_serves_the_pipeline_with_flower_names(run):
     output, _ = run
     classifier = pipeline("image-classification", model=str(output))
-    data = load_data(args=parse_args((DataArguments,), TINY[:8])[0])
+    data = load_data(args=parse_args((DataArguments,), TINY[:8])[0]).splits
     top = classifier(data["test"][0]["image"])
     assert len(top) == 4 and top[0]["label"] in data["test"].features["label"].names
 

@@ -73,7 +73,7 @@ def planted(oxford_dir, tmp_path_factory):
 
 
 def test_oxford_folder_lists_exactly_the_undecodable_files(planted, tmp_path):
-    data = load_data(str(planted))
+    data = load_data(str(planted)).splits
     clean = drop_bad_images(data, output_dir=tmp_path)
     listed = json.loads((tmp_path / "bad_images.json").read_text())
     assert sorted((b["file"], b["split"]) for b in listed) == sorted(
@@ -88,7 +88,7 @@ def test_oxford_folder_lists_exactly_the_undecodable_files(planted, tmp_path):
 
 
 def test_odd_but_valid_images_are_kept_and_go_through_both_transforms(planted):
-    clean = drop_bad_images(load_data(str(planted)))
+    clean = drop_bad_images(load_data(str(planted)).splits)
     assert len(clean["train"]) == len(OXFORD_SPLITS["trnid"]) - 1  # only the truncated one left out
     prep = resolve_preprocessing("test_resnet", TransformArguments(image_size=32))
     for name, split in with_transforms(clean, build_train_transform(prep, seed=0), build_eval_transform(prep)).items():
@@ -99,7 +99,7 @@ def test_odd_but_valid_images_are_kept_and_go_through_both_transforms(planted):
 
 def test_on_bad_image_error_stops_with_the_list_and_writes_it(planted, tmp_path):
     with pytest.raises(BadImagesError) as raised:
-        drop_bad_images(load_data(str(planted)), "error", output_dir=tmp_path)
+        drop_bad_images(load_data(str(planted)).splits, "error", output_dir=tmp_path)
     message = str(raised.value)
     assert "5 of 30 images cannot be decoded" in message
     assert all(f"image_{i:05d}.jpg" in message for i in UNDECODABLE)
@@ -108,9 +108,9 @@ def test_on_bad_image_error_stops_with_the_list_and_writes_it(planted, tmp_path)
 
 def test_the_log_counts_them_and_a_clean_set_is_left_as_it_is(planted, oxford_dir, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        drop_bad_images(load_data(str(planted)))
+        drop_bad_images(load_data(str(planted)).splits)
     assert "5 cannot be decoded and are left out" in caplog.text
-    data = load_data(str(oxford_dir))
+    data = load_data(str(oxford_dir)).splits
     assert drop_bad_images(data, output_dir=tmp_path) is data
     assert json.loads((tmp_path / "bad_images.json").read_text()) == []
 
@@ -119,7 +119,7 @@ def test_imagefolder_names_files_by_their_path_in_the_tree(tmp_path):
     tree = write_imagefolder(tmp_path / "tree", {"train": {"rose": 4, "tulip": 4}, "test": {"rose": 2, "tulip": 2}})
     (tree / "train" / "rose" / "broken.png").write_bytes(encoded(_photo(), "PNG")[:60])
     (tree / "test" / "tulip" / "notes.jpg").write_text("not a photo")
-    bad = find_bad_images(load_data(str(tree)))
+    bad = find_bad_images(load_data(str(tree)).splits)
     assert sorted(b["file"] for b in bad) == ["test/tulip/notes.jpg", "train/rose/broken.png"]
 
 

@@ -24,7 +24,7 @@ def main(argv: list[str]) -> None:
     if argv and not argv[0].startswith("-"):
         argv = ["--dataset", argv[0], *argv[1:]]
     (args,) = parse_args((DataArguments,), argv, prog="python -m flowers_hf.data")
-    data = load_data(args=args)
+    data = load_data(args=args).splits
     print(json.dumps(summarize(data, args.dataset)))
 
 

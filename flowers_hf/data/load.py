@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,22 @@ from flowers_hf.data.validate import drop_bad_images
 logger = logging.getLogger(__name__)
 
 
-def load_data(source: str | None = None, args: DataArguments | None = None) -> datasets.DatasetDict:
+@dataclass(frozen=True)
+class LoadedData:
+    """A loaded data set: its splits and what it is (decided once, here; the model's ``config.json`` records it).
+
+    Attributes:
+        splits: train, validation and test (and the held-out classes' images with ``--holdout_classes``).
+        identity: its name, link, whether it is Flowers-102 in the official split, the split sizes as loaded.
+    """
+
+    splits: datasets.DatasetDict
+    identity: DatasetIdentity
+
+
+def load_data(source: str | None = None, args: DataArguments | None = None) -> LoadedData:
     """Load an image-classification data set (Flowers-102 by default, or the synthetic stand-in) as splits train,
-    validation and test.
+    validation and test, with its identity (``LoadedData``).
 
     Each split has an ``image`` column (``datasets.Image``) and a ``label`` column (``ClassLabel`` with the data
     set's class names; the canonical flower names for a Flowers-102 source). Images stay encoded: they are decoded
@@ -56,8 +70,10 @@ def load_data(source: str | None = None, args: DataArguments | None = None) -> d
     )  # fmt: skip
     if args.holdout_classes:
         data = hold_out_classes(data, args.holdout_classes, args.split_seed)
-    warn_if_not_comparable(identify_loaded(source, args, data))
-    return data
+    sizes = {name: len(split) for name, split in data.items()}
+    identity = identify(source, args.class_names, args.subject, sizes, _revision(source, args))
+    warn_if_not_comparable(identity)
+    return LoadedData(data, identity)
 
 
 def load_outside_images(source: str, args: DataArguments) -> datasets.Dataset:
@@ -75,13 +91,8 @@ def load_outside_images(source: str, args: DataArguments) -> datasets.Dataset:
     )  # fmt: skip
     # Checked like training data: an image that cannot be decoded is counted, logged and left out, not a crash
     # in the middle of the pass.
-    return drop_bad_images(datasets.DatasetDict({"test": load_data(source, outside)["test"]}), "skip")["test"]
-
-
-def identify_loaded(source: str, args: DataArguments, data: datasets.DatasetDict) -> DatasetIdentity:
-    """The identity of a loaded data set (``flowers_hf.data.identity``), with its split sizes."""
-    sizes = {name: len(split) for name, split in data.items()}
-    return identify(source, args.class_names, args.subject, sizes, _revision(source, args))
+    test = load_data(source, outside).splits["test"]
+    return drop_bad_images(datasets.DatasetDict({"test": test}), "skip")["test"]
 
 
 def _load_raw(source: str, args: DataArguments) -> datasets.DatasetDict:

@@ -82,7 +82,10 @@ class EvaluationArguments:
     )
     calibration_bins: int = field(default=NUM_BINS, metadata={"help": "Equal-width bins of the ECE."})
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use a seeded random subset of this many images of each split (quick checks)."}
+        default=None,
+        metadata={
+            "help": "At most this many images of each split (quick checks): a seeded sample, stratified by class."
+        },
     )
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass (TTA: times its views)."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})

@@ -33,21 +33,21 @@ import onnxscript
 import timm
 import torch
 import transformers
-import yaml
 
 from flowers_hf.core.cli import parse_args, run_cli, setup_logging
 from flowers_hf.core.errors import ArgumentError, MissingFileError
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.labels import check_class_names
+from flowers_hf.data.subset import sample_split
 from flowers_hf.data.transforms import build_eval_transform
 from flowers_hf.evaluation.evaluator import Evaluator
 from flowers_hf.export.arguments import PROG, ExportArguments
 from flowers_hf.export.onnx import calibration_batches, choose_int8_method, export_onnx, quantize_int8
 from flowers_hf.reporting.model_card import add_onnx_usage
-from flowers_hf.reporting.run_folder import CONFIG_FILE
 from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.serving.onnx_backend import INPUT_NAME, ONNX_DIR, ONNX_FILES, OUTPUT_NAME, RECORD_FILE, sha256
+from flowers_hf.serving.run import RUN_CONFIG_FILE, run_data_options
 
 logger = logging.getLogger("flowers_hf.export")
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         record["int8"] = quantize_int8(fp32, folder / ONNX_FILES["onnx-int8"], method, calibration)
     record["files"] = {path.name: {"sha256": sha256(path), "bytes": path.stat().st_size} for path in _exported(folder)}
     if args.eval_split != "none":
-        split = _first(data[args.eval_split], args.max_eval_images)
+        split = sample_split(data[args.eval_split], args.max_eval_samples)
         record["comparison"] = compare_backends(run, classifier, split, args.eval_split, args.batch_size)
 
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=2))
@@ -207,23 +207,17 @@ def _needs_data(args: ExportArguments, method: str) -> bool:
 def _load_data(args: ExportArguments, run: Path, class_names: list[str]) -> datasets.DatasetDict:
     """The data set the run was trained with (its ``train_config.yaml``), or ``--dataset``, checked to have the
     model's classes in its order."""
-    path = run / CONFIG_FILE
-    saved = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-    options = {f.name: saved[f.name] for f in dataclasses.fields(DataArguments) if f.name in saved}
+    options = run_data_options(run)
     if args.dataset:
         options["dataset"] = args.dataset
     if "dataset" not in options:
         raise ArgumentError(
-            f"{run} has no {CONFIG_FILE} naming its data set: give --dataset (or --eval_split none with "
+            f"{run} has no {RUN_CONFIG_FILE} naming its data set: give --dataset (or --eval_split none with "
             "--int8_method dynamic, which need no images)"
         )
-    data = load_data(args=DataArguments(**options))
+    data = load_data(args=DataArguments(**options)).splits
     check_class_names(data["train"].features["label"].names, class_names)
     return data
-
-
-def _first(split: datasets.Dataset, count: int | None) -> datasets.Dataset:
-    return split if count is None or count >= len(split) else split.select(range(count))
 
 
 def _opset(path: Path) -> int:

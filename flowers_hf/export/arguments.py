@@ -34,7 +34,10 @@ class ExportArguments:
         default="test",
         metadata={"help": "Compare the exported models with PyTorch on this split: test, validation, none."},
     )
-    max_eval_images: int | None = field(default=None, metadata={"help": "At most this many images of --eval_split."})
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "At most this many images of --eval_split: a seeded sample, stratified by class."},
+    )
     dataset: str | None = field(
         default=None, metadata={"help": "The data set of calibration and comparison (default: the run's own)."}
     )
@@ -51,5 +54,5 @@ class ExportArguments:
         ):
             if value not in allowed:
                 raise ArgumentError(f"{name} must be one of {[a for a in allowed if a]}, got {value!r}")
-        if self.calibration_images < 1 or self.batch_size < 1 or (self.max_eval_images or 1) < 1:
-            raise ArgumentError("--calibration_images, --batch_size and --max_eval_images must be positive")
+        if self.calibration_images < 1 or self.batch_size < 1 or (self.max_eval_samples or 1) < 1:
+            raise ArgumentError("--calibration_images, --batch_size and --max_eval_samples must be positive")

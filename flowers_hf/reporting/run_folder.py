@@ -19,10 +19,9 @@ from transformers import TimmWrapperForImageClassification
 from flowers_hf.core.disk import disk_full_guard
 from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.holdout import held_out_names
-from flowers_hf.data.identity import DatasetIdentity, identify
+from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ImageTransform
-from flowers_hf.evaluation.calibration import Calibration
 from flowers_hf.evaluation.metrics import classification_report
 from flowers_hf.evaluation.mistakes import confused_pairs, per_class_accuracy, top_mistakes
 from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule
@@ -40,12 +39,15 @@ from flowers_hf.reporting.plots import (
     plot_top_mistakes,
 )
 from flowers_hf.reporting.publish import push_model
+from flowers_hf.serving.run import RUN_CONFIG_FILE
 from flowers_hf.training.arguments import FlowersTrainingArguments
+from flowers_hf.training.data_path import TrainingData
+from flowers_hf.training.final_pass import FinalScores
 from flowers_hf.training.stages import StageResult, merged_history
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "train_config.yaml"
+CONFIG_FILE = RUN_CONFIG_FILE
 REPORTS_BYTES = 20 * 1024 * 1024  # the reports, plots and card of a run: a few MB (102 classes), 20 with a margin
 EVALUATE_CONFIG_FILE = "evaluate_config.yaml"
 CLASS_WEIGHTS_FILE = "class_weights.json"
@@ -83,27 +85,17 @@ class FinishedRun:
         model: the trained (and calibrated) classifier.
         prep: its preprocessing.
         arguments: the run's model, data, transform and training arguments.
-        data: the splits, untransformed.
-        train_transform: the training transform (for the augmentation samples).
+        data: the splits (``raw``: untransformed) and the training transform (for the augmentation samples).
         stages: the stages' results.
-        metrics: ``{"eval": …, "test": …}`` of the best model.
-        validation: validation ``(logits, labels)``, uncalibrated, as calibration was fitted on them.
-        test: test ``(logits, labels)``.
-        calibration: the temperature and unsure threshold.
-        held_out: with ``--holdout_classes``, the uncalibrated logits of the held-out classes' test images.
+        scores: the last pass: metrics, validation and test logits, calibration, the held-out classes' logits.
     """
 
     model: TimmWrapperForImageClassification
     prep: Preprocessing
     arguments: tuple[ModelArguments, DataArguments, TransformArguments, FlowersTrainingArguments]
-    data: datasets.DatasetDict
-    train_transform: ImageTransform
+    data: TrainingData
     stages: list[StageResult]
-    metrics: dict[str, dict[str, float]]
-    validation: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    calibration: Calibration
-    held_out: np.ndarray | None = None
+    scores: FinalScores
 
 
 def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
@@ -127,29 +119,31 @@ def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
 
 def _write_reports(run: FinishedRun, output_dir: Path, open_set: dict[str, Any] | None) -> None:
     """The test report, plots, model card and open-set report of ``write_run_folder``."""
-    model_args, data_args, _, args = run.arguments
-    class_names = run.data["train"].features["label"].names
+    model_args, _, _, args = run.arguments
+    class_names = run.data.class_names
     confusions = write_test_report(
-        *run.test, class_names, output_dir, run.data["test"], run.prep, run.calibration.temperature
+        *run.scores.test, class_names, output_dir, run.data.raw["test"], run.prep, run.scores.calibration.temperature
     )["pairs"]
-    plot_reliability_diagram(*run.validation, run.calibration.temperature, output_dir / RELIABILITY_PLOT)
-    write_plots(merged_history(run.stages), run.data["train"], run.train_transform, run.prep, output_dir)
-    summary = run_summary(run.model, model_args, data_args, args, run.prep, run.data, run.stages, run.metrics)
+    plot_reliability_diagram(*run.scores.validation, run.scores.calibration.temperature, output_dir / RELIABILITY_PLOT)
+    write_plots(merged_history(run.stages), run.data.raw["train"], run.data.train_transform, run.prep, output_dir)
+    summary = run_summary(run.model, model_args, args, run.prep, run.data.raw, run.stages, run.scores.metrics)
     summary.confusions = confusions[:CARD_CONFUSIONS]
     write_model_card(summary, output_dir)
     if open_set is not None:
-        pairs = score_pairs(run.test[0], run.held_out, run.calibration.temperature)
+        pairs = score_pairs(run.scores.test[0], run.scores.held_out, run.scores.calibration.temperature)
         write_open_set(open_set, pairs, output_dir, output_dir)
 
 
 def _held_out_report(run: FinishedRun) -> dict[str, Any] | None:
     """``--holdout_classes``: the held-out classes' test images scored as ``evaluate --ood`` scores a set; the
     recommended rule stored in the model's config."""
-    if run.held_out is None:
+    if run.scores.held_out is None:
         return None
-    names = held_out_names(run.data)
+    names = held_out_names(run.data.raw)
     source = f"{len(names)} classes held out of training ({', '.join(names)})"
-    report = open_set_report(run.test, run.validation, run.held_out, run.calibration, source)
+    report = open_set_report(
+        run.scores.test, run.scores.validation, run.scores.held_out, run.scores.calibration, source
+    )
     return {**report, "held_out_classes": names, "rule_stored": store_rule(run.model, report) is not None}
 
 
@@ -274,7 +268,6 @@ def write_plots(
 def run_summary(
     model: TimmWrapperForImageClassification,
     model_args: ModelArguments,
-    data_args: DataArguments,
     args: FlowersTrainingArguments,
     prep: Preprocessing,
     data: datasets.DatasetDict,
@@ -286,7 +279,6 @@ def run_summary(
     Args:
         model: the trained ``TimmWrapperForImageClassification``.
         model_args: where the model and its initial weights came from.
-        data_args: the data source.
         args: the training arguments.
         prep: the preprocessing.
         data: the splits (untransformed).
@@ -296,8 +288,7 @@ def run_summary(
     return RunSummary(
         architecture=model.config.architecture,
         base_weights=_initial_weights(model_args, model.timm_model.pretrained_cfg),
-        dataset=DatasetIdentity.from_dict(getattr(model.config, "dataset", None))
-        or identify(data_args.dataset, data_args.class_names),
+        dataset=DatasetIdentity.from_dict(getattr(model.config, "dataset", None)),
         split_sizes={name: len(split) for name, split in data.items()},
         class_names=data["train"].features["label"].names,
         preprocessing=prep,

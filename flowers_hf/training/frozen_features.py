@@ -30,6 +30,7 @@ from transformers.trainer_utils import PredictionOutput
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import collate_fn, normalize_pixels
 from flowers_hf.training.arguments import FlowersTrainingArguments
+from flowers_hf.training.data_path import TrainingData
 
 logger = logging.getLogger(__name__)
 
@@ -236,6 +237,24 @@ def _backbone_signature(model: torch.nn.Module) -> torch.Tensor:
     tensors = [t for t in (*model.parameters(), *model.buffers()) if id(t) not in head and t.is_floating_point()]
     with torch.no_grad():
         return torch.stack([t.detach().double().sum() for t in tensors] + [torch.zeros((), dtype=torch.float64)]).cpu()
+
+
+def frozen_features(
+    model: torch.nn.Module, data: TrainingData, args: FlowersTrainingArguments, prep: Preprocessing
+) -> FrozenFeatures | None:
+    """With ``--freeze_backbone`` and ``--frozen_features``: the backbone's features, for the stages that train the
+    classifier alone (evaluations, and with ``--probe_views`` training too); ``None`` otherwise.
+
+    Args:
+        model: the model being trained.
+        data: the splits with their transforms.
+        args: the training arguments.
+        prep: the model's mean and std, for uint8 batches.
+    """
+    if not (args.freeze_backbone and args.frozen_features):
+        return None
+    others = {name: split for name, split in data.splits.items() if name != "train"}
+    return FrozenFeatures(model, FeatureSources(data.splits["train"], data.train_plain, others), args, prep)
 
 
 def predict_split(

@@ -64,6 +64,46 @@ def plan_stages(args: FlowersTrainingArguments, num_groups: int) -> list[Stage]:
     return stages
 
 
+@dataclass
+class TrainedStages:
+    """The stages' results, the best of them (its weights in the model), and the frozen backbone's features when the
+    best stage trained the classifier alone on them (``None`` otherwise)."""
+
+    results: list[StageResult]
+    best: StageResult
+    features: FrozenFeatures | None
+
+
+def train_stages(
+    model: TimmWrapperForImageClassification,
+    groups: list[list[str]],
+    args: FlowersTrainingArguments,
+    make_trainer: Callable[..., Trainer],
+    features: FrozenFeatures | None = None,
+) -> TrainedStages:
+    """Train stage by stage (``plan_stages``); each stage ends on its best checkpoint, and the model goes back to the
+    best stage's when an earlier stage scored best on validation.
+
+    Args:
+        model: the ``TimmWrapperForImageClassification`` (changed in place).
+        groups: ``parameter_groups`` of ``model.timm_model``, taken before any freezing.
+        args: the run's training arguments.
+        make_trainer: builds the Trainer for a stage's arguments.
+        features: the frozen backbone's features, or ``None``.
+    """
+    results = [
+        run_stage(stage, model, groups, args, make_trainer, features) for stage in plan_stages(args, len(groups))
+    ]
+    best = best_stage(results, args.greater_is_better)
+    if best is not results[-1]:
+        logger.info("Stage %d scored best on validation; going back to its best checkpoint", best.stage.number)
+        set_trainable(model.timm_model, groups, best.stage.trainable_groups)
+        load_checkpoint_weights(model, best.best_checkpoint)
+    if not (features is not None and is_head_only(best.stage.trainable_groups) and features.available()):
+        features = None
+    return TrainedStages(results, best, features)
+
+
 def run_stage(
     stage: Stage,
     model: TimmWrapperForImageClassification,
