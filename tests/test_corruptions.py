@@ -14,7 +14,7 @@ from PIL import Image
 from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.cache import cache_images
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.data.transforms import build_eval_transform, eval_resize
+from flowers_hf.data.transforms import build_eval_transform, eval_steps
 from flowers_hf.evaluation.corruptions import (
     CORRUPTIONS,
     SEVERITIES,
@@ -73,7 +73,7 @@ def test_the_transform_corrupts_at_the_eval_resolution_the_same_way_every_time()
     photo = Image.fromarray(_smooth_image(0, 90, 150))
     transform = CorruptionTransform(prep, "cluttered_background", 4, seed=0)
     corrupted = transform(photo, index=7)
-    assert corrupted.size == eval_resize(prep)(photo).size  # the eval transform's resize, before its crop
+    assert corrupted.size == eval_steps(prep).resize(photo).size  # the eval transform's resize, before its crop
     assert np.array_equal(np.asarray(corrupted), np.asarray(transform(photo, index=7)))
     assert not np.array_equal(np.asarray(corrupted), np.asarray(transform(photo, index=8)))
     assert build_eval_transform(prep)(corrupted).shape == (3, 32, 32)
@@ -111,7 +111,7 @@ def test_images_resized_once_give_the_suite_the_same_inputs_as_the_originals(siz
     prep = resolve_preprocessing("resnet18", TransformArguments(image_size=64))
     original = Image.fromarray(cv2.resize(_smooth_image(7), size, interpolation=cv2.INTER_CUBIC))
     split = datasets.Dataset.from_dict({"image": [original]}, features=datasets.Features({"image": datasets.Image()}))
-    cached = cache_images(split, eval_resize(prep), "test")[0]["image"]
+    cached = cache_images(split, eval_steps(prep).resize, "test")[0]["image"]
     to_model = build_eval_transform(prep)
     assert torch.equal(to_model(cached), to_model(split[0]["image"]))
     corruption = CorruptionTransform(prep, "gaussian_blur", 3, seed=0)

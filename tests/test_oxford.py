@@ -37,7 +37,7 @@ def test_archive_is_extracted_once_into_the_cache(oxford_tgz_dir, tmp_path):
     assert len(extracted) == 1 and not extracted[0].name.endswith("partial")
     marker = extracted[0] / "jpg" / "image_00001.jpg"
     mtime = marker.stat().st_mtime_ns
-    load_data(str(oxford_tgz_dir), args).splits
+    load_data(str(oxford_tgz_dir), args)
     assert marker.stat().st_mtime_ns == mtime
     assert len(list((tmp_path / "flowers_hf").iterdir())) == 1
 
@@ -51,7 +51,7 @@ def test_a_missing_image_is_named(oxford_dir, tmp_path):
         if image.name != "image_00007.jpg":
             (broken / "jpg" / image.name).write_bytes(image.read_bytes())
     with pytest.raises(FileNotFoundError, match=r"image_00007\.jpg"):
-        load_data(str(broken)).splits
+        load_data(str(broken))
 
 
 def test_labels_outside_the_oxford_range_are_refused(oxford_dir, tmp_path):
@@ -61,7 +61,7 @@ def test_labels_outside_the_oxford_range_are_refused(oxford_dir, tmp_path):
     (bad / "setid.mat").write_bytes((oxford_dir / "setid.mat").read_bytes())
     scipy.io.savemat(bad / "imagelabels.mat", {"labels": np.zeros((1, 30), dtype=np.uint8)})  # 0 is not a class
     with pytest.raises(ValueError, match="1-based"):
-        load_data(str(bad)).splits
+        load_data(str(bad))
 
 
 def test_a_wrong_mat_file_says_which_key_is_missing(oxford_dir, tmp_path):
@@ -71,4 +71,4 @@ def test_a_wrong_mat_file_says_which_key_is_missing(oxford_dir, tmp_path):
     (wrong / "imagelabels.mat").write_bytes((oxford_dir / "imagelabels.mat").read_bytes())
     scipy.io.savemat(wrong / "setid.mat", {"train_ids": np.arange(1, 5)[None, :]})
     with pytest.raises(DataError, match="trnid"):  # a UserError: the commands end with this one line
-        load_data(str(wrong)).splits
+        load_data(str(wrong))

@@ -141,7 +141,7 @@ def test_integer_labels_give_every_split_the_same_classes_when_one_lacks_a_class
 def test_offline_hub_fails_fast_and_names_the_local_alternatives():
     start = time.monotonic()
     with pytest.raises(HubUnavailableError) as raised:
-        load_data("dpdl-benchmark/oxford_flowers102").splits
+        load_data("dpdl-benchmark/oxford_flowers102")
     assert time.monotonic() - start < 30
     message = str(raised.value)
     for alternative in ("imagelabels.mat", "102flowers.tgz", "imagefolder", "save_to_disk", "synthetic"):
@@ -150,7 +150,7 @@ def test_offline_hub_fails_fast_and_names_the_local_alternatives():
 
 def test_a_missing_local_path_is_not_mistaken_for_a_hub_id(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
-        load_data(str(tmp_path / "nowhere" / "flowers")).splits
+        load_data(str(tmp_path / "nowhere" / "flowers"))
 
 
 def test_summary_json_is_serialisable(tiny_synthetic):

@@ -157,3 +157,17 @@ def test_a_batch_without_images_says_how_to_keep_them():
     prep = resolve_preprocessing("test_resnet")
     with pytest.raises(KeyError, match="remove_unused_columns=False"):
         BatchTransform(build_eval_transform(prep))({"label": [0, 1]})
+
+
+def test_the_eval_steps_are_timms_eval_transform_by_name():
+    from timm.data import create_transform
+
+    from flowers_hf.data.transforms import eval_steps
+
+    prep = resolve_preprocessing("resnet18", TransformArguments(image_size=48))
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 255, (70, 90, 3), dtype=np.uint8))
+    steps = eval_steps(prep)
+    timm_eval = create_transform(**prep.to_timm_data_config(), is_training=False)
+    assert torch.equal(steps.to_float(steps.crop(steps.resize(image))), timm_eval(image))
+    assert steps.resize(image).size[1] == int(48 / prep.crop_pct)  # timm floors the shorter side, before the crop
+    assert steps.to_uint8(steps.crop(steps.resize(image))).dtype == torch.uint8

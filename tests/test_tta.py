@@ -8,7 +8,7 @@ from PIL import Image
 
 from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
-from flowers_hf.data.transforms import build_eval_transform, eval_resize
+from flowers_hf.data.transforms import build_eval_transform, eval_steps
 from flowers_hf.data.tta import TTA_VIEWS, TTATransform, average_probabilities
 
 PREP = resolve_preprocessing("test_resnet", TransformArguments(image_size=32, crop_pct=0.8))
@@ -35,7 +35,7 @@ def test_mirrored_views_are_mirror_images_of_the_crops():
 
 
 def test_corner_views_are_the_corners_of_the_resized_image():
-    resized = eval_resize(PREP)(_image())
+    resized = eval_steps(PREP).resize(_image())
     assert min(resized.size) == 40  # 32 / 0.8
     crops = TTATransform(PREP, "five_crop").crops(resized)
     assert np.array_equal(np.asarray(crops[1]), np.asarray(resized)[:32, :32])  # top left

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import albumentations as A
@@ -89,30 +90,60 @@ def _photo_shift_steps(prep: Preprocessing) -> list[A.BasicTransform]:
     ]
 
 
+@dataclass(frozen=True)
+class EvalSteps:
+    """timm's eval transform for a model (``timm.data.create_transform(is_training=False)``, what
+    ``TimmWrapperImageProcessor`` and ``pipeline`` apply), its steps by name, built once by :func:`eval_steps`.
+
+    Attributes:
+        resize: the shorter side to ``input_size / crop_pct`` (RGB PIL image in and out).
+        crop: the centre crop to the input size.
+        to_uint8: the uint8 CHW tensor (``normalize_pixels`` then gives exactly ``to_float``'s result).
+        to_float: the normalised float CHW tensor.
+    """
+
+    resize: Callable[[Image.Image], Image.Image]
+    crop: Callable[[Image.Image], Image.Image]
+    to_uint8: Callable[[Image.Image], torch.Tensor]
+    to_float: Callable[[Image.Image], torch.Tensor]
+
+
+def eval_steps(prep: Preprocessing) -> EvalSteps:
+    """The named steps of timm's eval transform for ``prep``: the one eval pipeline, which the eval transform, TTA,
+    the corruption suite, the decoded cache and the demo take their parts from.
+
+    Args:
+        prep: the model's input contract.
+    """
+    steps = create_transform(**prep.to_timm_data_config(), is_training=False).transforms
+    kinds = (transforms.Resize, transforms.CenterCrop, transforms.ToTensor, transforms.Normalize)
+    if len(steps) != len(kinds) or not all(isinstance(step, kind) for step, kind in zip(steps, kinds, strict=True)):
+        # timm 1.0.31 builds exactly these four steps for a centre-cropped eval transform.
+        raise TypeError(f"timm's eval transform is not resize, centre crop, to tensor, normalise: {steps}")
+    resize, crop, to_tensor, normalize = steps
+    return EvalSteps(resize, crop, transforms.PILToTensor(), transforms.Compose([to_tensor, normalize]))
+
+
 def build_eval_transform(prep: Preprocessing, normalize: bool = True, cropped: bool = False) -> ImageTransform:
-    """timm's own eval transform for ``prep`` (``timm.data.create_transform(is_training=False)``: resize, centre
-    crop, to tensor, normalise; what ``TimmWrapperImageProcessor`` and ``pipeline`` apply), after ``to_rgb``.
+    """timm's eval transform for ``prep`` (resize, centre crop, to tensor, normalise), after ``to_rgb``.
 
     Args:
         prep: the model's input contract.
         normalize: ``False`` stops at the uint8 CHW tensor; ``normalize_pixels`` then gives exactly the rest.
         cropped: the images were resized and centre-cropped already (``eval_crop``, as the decoded cache stores
-            them): only the tensor steps remain.
+            them): only the tensor step remains.
     """
-    steps = timm_eval_pipeline(prep).transforms
-    if not normalize:
-        steps = [*steps[:2], transforms.PILToTensor()]
-    return _RGBTransform(transforms.Compose(steps[2:] if cropped else steps), prep.input_size if cropped else None)
-
-
-def timm_eval_pipeline(prep: Preprocessing) -> transforms.Compose:
-    """timm's eval steps for ``prep``: ``[resize, centre crop, to tensor, normalise]`` (RGB PIL images in)."""
-    return create_transform(**prep.to_timm_data_config(), is_training=False)
+    steps = eval_steps(prep)
+    tensor = steps.to_float if normalize else steps.to_uint8
+    if cropped:
+        return _RGBTransform(tensor, prep.input_size)
+    return _RGBTransform(transforms.Compose([steps.resize, steps.crop, tensor]))
 
 
 def eval_crop(prep: Preprocessing) -> transforms.Compose:
-    """timm's eval resize and centre crop for ``prep``: what the eval transform does before the tensor steps."""
-    return transforms.Compose(timm_eval_pipeline(prep).transforms[:2])
+    """timm's eval resize and centre crop for ``prep``: what the eval transform does before the tensor step."""
+    steps = eval_steps(prep)
+    return transforms.Compose([steps.resize, steps.crop])
 
 
 def normalize_pixels(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -130,15 +161,6 @@ def normalize_pixels(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=pixels.device).view(-1, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=pixels.device).view(-1, 1, 1)
     return pixels.to(torch.float32).div(255).sub_(mean_t).div_(std_t)
-
-
-def eval_resize(prep: Preprocessing) -> Callable[[Image.Image], Image.Image]:
-    """timm's eval resize for ``prep`` (before the centre crop); the eval transform leaves its output size alone.
-
-    Args:
-        prep: the model's input contract.
-    """
-    return timm_eval_pipeline(prep).transforms[0]
 
 
 def denormalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torchvision import transforms
 
 from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.data.transforms import timm_eval_pipeline
+from flowers_hf.data.transforms import eval_steps
 
 # Name -> number of views. "flip": the centre crop and its mirror image; "five_crop": centre and four corners;
 # "ten_crop": those five and their mirror images.
@@ -32,11 +31,11 @@ class TTATransform:
     def __init__(self, prep: Preprocessing, views: str = "ten_crop") -> None:
         if views not in TTA_VIEWS:
             raise ValueError(f"unknown TTA views {views!r}; use one of {sorted(TTA_VIEWS)}")
-        timm_eval = timm_eval_pipeline(prep)
+        steps = eval_steps(prep)
         self.views = views
         self.size = prep.input_size
-        self.resize = timm_eval.transforms[0]
-        self.to_tensor = transforms.Compose(timm_eval.transforms[2:])  # to tensor and normalise
+        self.resize = steps.resize
+        self.to_tensor = steps.to_float
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         image = self.resize(to_rgb(image))

@@ -26,7 +26,7 @@ from PIL import Image
 
 from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.data.transforms import eval_resize
+from flowers_hf.data.transforms import eval_steps
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class CorruptionTransform:
     """
 
     def __init__(self, prep: Preprocessing, name: str, severity: int, seed: int = 0) -> None:
-        self.resize = eval_resize(prep)
+        self.resize = eval_steps(prep).resize
         self.pipeline = build_corruption(name, severity, scale=min(prep.input_size) / REFERENCE_SIDE)
         self.seed = seed
 

@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 
 from flowers_hf.data.cache import cache_images
-from flowers_hf.data.transforms import eval_resize
+from flowers_hf.data.transforms import eval_steps
 from flowers_hf.evaluation.calibration import NUM_BINS, expected_calibration_error, probabilities
 from flowers_hf.evaluation.corruptions import CORRUPTIONS, SEVERITIES, CorruptionTransform, robustness_summary
 from flowers_hf.evaluation.evaluator import Evaluator
@@ -45,7 +45,7 @@ def corruption_suite(
     # Every pass starts from timm's eval resize, which the corruptions and then the eval transform leave the size
     # of: decoding and resizing each image once, not once per pass, gives the same inputs in a fraction of the time.
     prep = evaluator.classifier.prep
-    split = cache_images(split, eval_resize(prep), "Decoding and resizing once for the suite")
+    split = cache_images(split, eval_steps(prep).resize, "Decoding and resizing once for the suite")
     accuracy: dict[str, dict[int, float]] = {}
     ece: dict[str, dict[int, float]] = {}
     for name in names or list(CORRUPTIONS):
