@@ -8,7 +8,7 @@ from PIL import Image
 
 from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.cache import cache_splits
-from flowers_hf.data.mixup import build_mixup_collator
+from flowers_hf.data.mixup import build_mixer
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import (
     build_eval_transform,
@@ -67,12 +67,24 @@ def test_the_uint8_training_path_draws_the_same_augmentations_as_the_float_one()
         torch.testing.assert_close(normalize_pixels(pixels, PREP.mean, PREP.std), expected, atol=1e-5, rtol=0)
 
 
-def test_mixup_normalises_uint8_batches_before_mixing():
-    collator = build_mixup_collator(3, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.0, prep=PREP)  # prob 0: not mixed
+def test_training_batches_are_normalised_once_on_the_device_then_mixed(tmp_path):
+    from transformers import TrainingArguments
+
+    from flowers_hf.model.arguments import ModelArguments
+    from flowers_hf.model.modeling import build_model
+    from flowers_hf.training.loss import WeightedCrossEntropy
+    from flowers_hf.training.trainer import ClassWeightedTrainer
+
+    model = build_model(ModelArguments(model="test_resnet", pretrained=False), ["a", "b", "c"])
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    mixer = build_mixer(3, mixup_alpha=0.0, cutmix_alpha=1.0, prob=0.0)  # prob 0: not mixed, targets made soft
+    trainer = ClassWeightedTrainer(model=model, args=args, loss=WeightedCrossEntropy(), prep=PREP, mixer=mixer)
     pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
-    batch = collator([{"pixel_values": p, "labels": torch.tensor(i % 3)} for i, p in enumerate(pixels)])
-    assert batch["pixel_values"].dtype == torch.float32
-    assert torch.equal(batch["pixel_values"], normalize_pixels(pixels, PREP.mean, PREP.std))
+    batches, _ = trainer.get_batch_samples(iter([{"pixel_values": pixels, "labels": torch.arange(4) % 3}]), 1, "cpu")
+    assert batches[0]["pixel_values"].dtype == torch.float32 and batches[0]["labels"].shape == (4, 3)
+    assert torch.equal(batches[0]["pixel_values"], normalize_pixels(pixels, PREP.mean, PREP.std))
+    again = trainer._prepare_inputs(batches[0])["pixel_values"]  # the step's own pass leaves it as it is
+    assert torch.equal(again, batches[0]["pixel_values"])
 
 
 def test_the_trainer_feeds_the_model_normalised_pixels(tmp_path):

@@ -17,7 +17,7 @@ from transformers import TrainerCallback, TrainingArguments
 
 import train
 from flowers_hf.data.arguments import TransformArguments
-from flowers_hf.data.mixup import build_mixup_collator
+from flowers_hf.data.mixup import build_mixer
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_train_transform, collate_fn
 from flowers_hf.training.arguments import FlowersTrainingArguments
@@ -53,11 +53,10 @@ def test_soft_target_loss_weights_each_image_by_its_mixed_class_weight():
 
 
 class _SmoothedTargets:
-    """A deterministic soft-target collator: label smoothing 0.1 as timm's Mixup gives it for an unmixed batch."""
+    """A deterministic soft-target mixer: label smoothing 0.1 as timm's Mixup gives it for an unmixed batch."""
 
-    def __call__(self, examples):
-        batch = collate_fn(examples)
-        return {**batch, "labels": F.one_hot(batch["labels"], 3).float() * 0.9 + 0.1 / 3}
+    def __call__(self, pixels, labels):
+        return pixels, F.one_hot(labels, 3).float() * 0.9 + 0.1 / 3
 
 
 def test_gradient_accumulation_with_soft_targets_gives_the_one_big_batch_update(tmp_path):
@@ -70,7 +69,7 @@ def test_gradient_accumulation_with_soft_targets_gives_the_one_big_batch_update(
         )  # fmt: skip
         trainer = ClassWeightedTrainer(
             model=model, args=args, train_dataset=_vectors(), loss=WeightedCrossEntropy(WEIGHTS),
-            data_collator=collate_fn, train_collator=_SmoothedTargets(),
+            data_collator=collate_fn, mixer=_SmoothedTargets(),
         )  # fmt: skip
         trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
         trainer.train()
@@ -86,14 +85,14 @@ def test_gradient_accumulation_with_soft_targets_gives_the_one_big_batch_update(
 
 
 def test_training_accuracy_on_soft_targets_counts_their_largest_class(tmp_path):
-    def logged_accuracy(train_collator) -> list[float]:
+    def logged_accuracy(mixer) -> list[float]:
         args = TrainingArguments(
             output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=2, logging_strategy="epoch",
             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
         )  # fmt: skip
         trainer = ClassWeightedTrainer(
             model=_Linear(), args=args, train_dataset=_vectors(), loss=WeightedCrossEntropy(),
-            data_collator=collate_fn, train_collator=train_collator,
+            data_collator=collate_fn, mixer=mixer,
         )  # fmt: skip
         trainer.train()
         return [r["train_accuracy"] for r in trainer.state.log_history if "train_accuracy" in r]
@@ -103,20 +102,18 @@ def test_training_accuracy_on_soft_targets_counts_their_largest_class(tmp_path):
     assert len(soft) == 2 and soft == hard and max(soft) > 0
 
 
-# Mixup and CutMix in the collator, for training batches only
+# Mixup and CutMix on the device, for training batches only
 
 
-def _flat_examples(labels: list[int]) -> list[dict[str, torch.Tensor]]:
+def _flat_batch(labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     # Image i is flat with value 10 * label, so a mixed image shows its mixing weight.
-    return [{"pixel_values": torch.full((3, 4, 4), 10.0 * y), "labels": torch.tensor(y)} for y in labels]
+    return torch.stack([torch.full((3, 4, 4), 10.0 * y) for y in labels]), torch.tensor(labels)
 
 
-def test_mixup_collator_mixes_pairs_and_leaves_the_odd_last_image_alone():
+def test_mixup_mixes_pairs_and_leaves_the_odd_last_image_alone():
     np.random.seed(0)
-    collate = build_mixup_collator(num_classes=4, mixup_alpha=1.0, cutmix_alpha=0.0, label_smoothing=0.1)
-    labels = [0, 1, 2, 3, 1]
-    batch = collate(_flat_examples(labels))
-    targets, pixels = batch["labels"], batch["pixel_values"]
+    mix = build_mixer(num_classes=4, mixup_alpha=1.0, cutmix_alpha=0.0, label_smoothing=0.1)
+    pixels, targets = mix(*_flat_batch([0, 1, 2, 3, 1]))
     assert targets.shape == (5, 4) and torch.allclose(targets.sum(1), torch.ones(5))
     lam = (targets[0, 0] - 0.1 / 4) / 0.9  # image 0 is mixed with image 3: lam × label 0 + (1 - lam) × label 3
     assert 0 < lam < 1
@@ -129,25 +126,25 @@ def test_mixup_collator_mixes_pairs_and_leaves_the_odd_last_image_alone():
 
 def test_cutmix_pastes_a_box_and_sets_the_targets_to_its_area():
     np.random.seed(1)
-    collate = build_mixup_collator(num_classes=2, mixup_alpha=0.0, cutmix_alpha=1.0)
-    examples = [{"pixel_values": torch.full((3, 32, 32), float(y)), "labels": torch.tensor(y)} for y in (0, 1)]
-    batch = collate(examples)
-    pasted = batch["pixel_values"][0, 0].mean()  # share of image 0 now showing image 1
-    assert torch.allclose(batch["labels"][0], torch.stack([1 - pasted, pasted]))
+    mix = build_mixer(num_classes=2, mixup_alpha=0.0, cutmix_alpha=1.0)
+    pixels, targets = mix(torch.stack([torch.full((3, 32, 32), float(y)) for y in (0, 1)]), torch.tensor([0, 1]))
+    pasted = pixels[0, 0].mean()  # share of image 0 now showing image 1
+    assert torch.allclose(targets[0], torch.stack([1 - pasted, pasted]))
 
 
 def test_trainer_mixes_training_batches_only(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to=[], use_cpu=True)
-    collate = build_mixup_collator(num_classes=3, mixup_alpha=0.2, cutmix_alpha=0.0, label_smoothing=0.1)
+    mixer = build_mixer(num_classes=3, mixup_alpha=0.2, cutmix_alpha=0.0, label_smoothing=0.1)
     trainer = ClassWeightedTrainer(
         model=_Linear(), args=args, train_dataset=_vectors(), eval_dataset=_vectors(), loss=WeightedCrossEntropy(),
-        data_collator=collate_fn, train_collator=collate,
+        data_collator=collate_fn, mixer=mixer,
     )  # fmt: skip
-    train_batch = next(iter(trainer.get_train_dataloader()))
-    eval_batch = next(iter(trainer.get_eval_dataloader()))
+    images = {"pixel_values": torch.rand(4, 3, 8, 8), "labels": torch.tensor([0, 1, 2, 0])}
+    (train_batch,), total = trainer.get_batch_samples(iter([images]), 1, torch.device("cpu"))
     assert train_batch["labels"].shape == (4, 3) and train_batch["labels"].is_floating_point()
+    assert total == pytest.approx(4.0)  # unweighted: the soft targets' weights sum to one each
+    eval_batch = trainer._prepare_inputs(next(iter(trainer.get_eval_dataloader())))
     assert eval_batch["labels"].shape == (8,) and eval_batch["labels"].dtype == torch.long
-    assert trainer.data_collator is collate_fn
 
 
 # EMA of the weights

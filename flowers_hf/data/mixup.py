@@ -1,23 +1,18 @@
-"""Mixup and CutMix of training batches: timm's ``Mixup`` in the data collator, giving soft targets.
+"""Mixup and CutMix of training batches: timm's ``Mixup`` on the device, giving soft targets.
 
-The Trainer has one ``data_collator`` for every split; ``ClassWeightedTrainer`` hands this collator to the training
-DataLoader only (``train_collator``), so validation and test batches stay plain images with hard labels.
+``ClassWeightedTrainer`` mixes each training batch once it is the model's float input (``ModelInput``), before the
+step's total weight is counted; validation and test batches stay plain images with hard labels.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from timm.data import Mixup
 from timm.data.mixup import mixup_target
 
-from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.data.transforms import collate_fn, normalize_pixels
 
-
-class MixupCollator:
-    """Stack a training batch, then mix it with timm's ``Mixup``: ``labels`` become soft targets of shape (N, C).
+class BatchMixer:
+    """Mix a batch with timm's ``Mixup``: ``labels`` become soft targets of shape (N, C).
 
     The targets carry the label smoothing too (timm's ``Mixup`` applies it), also on batches that ``prob`` leaves
     unmixed. timm pairs image i with image N-1-i and needs an even batch: an odd batch (with an even
@@ -25,33 +20,27 @@ class MixupCollator:
     keeps its own image with its smoothed one-hot target.
     """
 
-    def __init__(self, mixup: Mixup, prep: Preprocessing | None = None) -> None:
+    def __init__(self, mixup: Mixup) -> None:
         self.mixup = mixup
-        self.prep = prep
 
-    def __call__(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
-        batch = collate_fn(examples)
-        pixels, labels = batch["pixel_values"], batch["labels"]
-        if pixels.dtype == torch.uint8:  # mixing needs the float input; the device step leaves float batches alone
-            if self.prep is None:
-                raise ValueError("uint8 pixel_values need the model's mean and std to be mixed: pass prep")
-            pixels = normalize_pixels(pixels, self.prep.mean, self.prep.std)
+    def __call__(self, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not pixels.is_floating_point():
+            raise TypeError(f"mixing needs the model's float input, got {pixels.dtype} pixels")
         even = len(labels) - len(labels) % 2
         mixed, targets = self.mixup(pixels[:even].clone(), labels[:even])
         rest = mixup_target(labels[even:], self.mixup.num_classes, smoothing=self.mixup.label_smoothing)
-        return {"pixel_values": torch.cat([mixed, pixels[even:]]), "labels": torch.cat([targets, rest])}
+        return torch.cat([mixed, pixels[even:]]), torch.cat([targets, rest])
 
 
-def build_mixup_collator(
+def build_mixer(
     num_classes: int,
     mixup_alpha: float,
     cutmix_alpha: float,
     prob: float = 1.0,
     switch_prob: float = 0.5,
     label_smoothing: float = 0.0,
-    prep: Preprocessing | None = None,
-) -> MixupCollator:
-    """The training collator with mixup and/or CutMix (at least one alpha above 0), timm's batch mode.
+) -> BatchMixer:
+    """Mixup and/or CutMix (at least one alpha above 0), timm's batch mode.
 
     Args:
         num_classes: the number of classes (the width of the soft targets).
@@ -60,7 +49,6 @@ def build_mixup_collator(
         prob: the probability that a batch is mixed at all.
         switch_prob: with both on, the probability that a batch gets CutMix rather than mixup.
         label_smoothing: label smoothing of the targets.
-        prep: the model's input contract, to normalise uint8 batches before mixing them.
     """
     if mixup_alpha <= 0 and cutmix_alpha <= 0:
         raise ValueError("mixup or CutMix needs mixup_alpha or cutmix_alpha above 0")
@@ -73,4 +61,4 @@ def build_mixup_collator(
         label_smoothing=label_smoothing,
         num_classes=num_classes,
     )
-    return MixupCollator(mixup, prep)
+    return BatchMixer(mixup)

@@ -163,6 +163,31 @@ def normalize_pixels(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[
     return pixels.to(torch.float32).div(255).sub_(mean_t).div_(std_t)
 
 
+class ModelInput:
+    """Image batches as the model's input, on their device: uint8 pixels normalised (``normalize_pixels``), in
+    channels_last memory if asked. The one place pixels are normalised: the Trainer's batches (training, evaluation,
+    prediction) and the frozen backbone's feature pass go through it; workers and collators send uint8. Float
+    batches (normalised already) and feature vectors pass unchanged.
+
+    Args:
+        prep: the model's input contract (its mean and std); ``None`` where only float batches come.
+        channels_last: image batches in channels_last memory format.
+    """
+
+    def __init__(self, prep: Preprocessing | None, channels_last: bool = False) -> None:
+        self.prep = prep
+        self.channels_last = channels_last
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.dtype == torch.uint8:
+            if self.prep is None:
+                raise ValueError("uint8 pixel_values need the model's mean and std: pass prep")
+            pixels = normalize_pixels(pixels, self.prep.mean, self.prep.std)
+        if self.channels_last and pixels.dim() == 4:  # not a frozen backbone's features
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return pixels
+
+
 def denormalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Undo ``(x - mean) / std`` on a CHW tensor: an HWC float array clipped to [0, 1], ready for ``imshow``; a
     uint8 tensor (not normalised yet: ``normalize=False``) is scaled to [0, 1].

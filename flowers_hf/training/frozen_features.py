@@ -28,7 +28,7 @@ from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput
 
 from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.data.transforms import collate_fn, normalize_pixels
+from flowers_hf.data.transforms import ModelInput, collate_fn
 from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.data_path import TrainingData
 
@@ -116,7 +116,7 @@ class FrozenFeatures:
         self.model = model
         self.sources = sources
         self.args = args
-        self.prep = prep
+        self.model_input = ModelInput(prep, args.channels_last)
         self._cache: dict[str, FeatureDataset] = {}
         self._signature: torch.Tensor | None = None
         self._checked: bool | None = None
@@ -189,12 +189,7 @@ class FrozenFeatures:
         return features.float().cpu()
 
     def _input(self, pixels: torch.Tensor) -> torch.Tensor:
-        pixels = pixels.to(self.args.device, non_blocking=True)
-        if pixels.dtype == torch.uint8:
-            pixels = normalize_pixels(pixels, self.prep.mean, self.prep.std)
-        if self.args.channels_last:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        return pixels
+        return self.model_input(pixels.to(self.args.device, non_blocking=True))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         dtype = torch.bfloat16 if self.args.bf16 else torch.float16 if self.args.fp16 else None

@@ -15,9 +15,9 @@ from transformers import EarlyStoppingCallback, Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from flowers_hf.core.disk import disk_full_guard
-from flowers_hf.data.mixup import build_mixup_collator
+from flowers_hf.data.mixup import build_mixer
 from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.data.transforms import collate_fn, normalize_pixels
+from flowers_hf.data.transforms import ModelInput, collate_fn
 from flowers_hf.evaluation.metrics import build_compute_metrics
 from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.ema import EmaCallback
@@ -30,8 +30,8 @@ class ClassWeightedTrainer(Trainer):
     """``Trainer`` whose loss is ``WeightedCrossEntropy`` and whose training logs include ``train_accuracy``.
 
     ``train_accuracy`` is measured on the augmented training batches since the previous log; against soft targets
-    (mixup, CutMix), against their largest class. ``train_collator``, if given, collates the training batches
-    instead of ``data_collator``, which then serves evaluation and prediction only.
+    (mixup, CutMix), against their largest class. ``mixer``, if given, mixes each training batch once it is the
+    model's float input, before the step's total weight is counted.
     """
 
     def __init__(
@@ -39,7 +39,7 @@ class ClassWeightedTrainer(Trainer):
         *args: Any,
         loss: WeightedCrossEntropy,
         backbone_learning_rate_scale: float = 1.0,
-        train_collator: Callable | None = None,
+        mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         prep: Preprocessing | None = None,
         channels_last: bool = False,
         **kwargs,
@@ -47,9 +47,8 @@ class ClassWeightedTrainer(Trainer):
         super().__init__(*args, compute_loss_func=loss, **kwargs)
         self.loss = loss
         self.backbone_learning_rate_scale = backbone_learning_rate_scale
-        self.train_collator = train_collator
-        self.prep = prep
-        self.channels_last = channels_last
+        self.mixer = mixer
+        self.model_input = ModelInput(prep, channels_last)
         self._train_counts: torch.Tensor | None = None  # [correct, seen] since the last log
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -57,15 +56,8 @@ class ClassWeightedTrainer(Trainer):
         # pixels (the default data path) become the model's float input here rather than in the DataLoader
         # workers, which then do less and send a quarter of the bytes.
         inputs = super()._prepare_inputs(inputs)
-        pixels = inputs.get("pixel_values")
-        if pixels is not None and pixels.dtype == torch.uint8:
-            if self.prep is None:
-                raise ValueError("uint8 pixel_values need the model's mean and std: build the Trainer with prep")
-            pixels = normalize_pixels(pixels, self.prep.mean, self.prep.std)
-        if pixels is not None and self.channels_last and pixels.dim() == 4:  # not a frozen backbone's features
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        if pixels is not None:
-            inputs["pixel_values"] = pixels
+        if inputs.get("pixel_values") is not None:
+            inputs["pixel_values"] = self.model_input(inputs["pixel_values"])
         return inputs
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
@@ -76,17 +68,6 @@ class ClassWeightedTrainer(Trainer):
         with disk_full_guard(folder, _checkpoint_bytes(self.model), then=then, remove=folder):
             super()._save_checkpoint(model, trial)
 
-    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
-        if self.train_collator is None:
-            return super().get_train_dataloader()
-        # transformers 5.23 builds every DataLoader with self.data_collator and has no per-split collator: lend it
-        # the training one for this one.
-        eval_collator, self.data_collator = self.data_collator, self.train_collator
-        try:
-            return super().get_train_dataloader()
-        finally:
-            self.data_collator = eval_collator
-
     def get_batch_samples(
         self, epoch_iterator: Iterator, num_batches: int, device: torch.device
     ) -> tuple[list, torch.Tensor | int | None]:
@@ -94,12 +75,20 @@ class ClassWeightedTrainer(Trainer):
         # their label count, which the Trainer passes to the loss as num_items_in_batch (the same on every process
         # when average_tokens_across_devices). A weighted mean divides by their total weight instead.
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.mixer is not None:
+            batches = [self._mixed(batch) for batch in batches]
         if num_items is None or not batches:
             return batches, num_items
         total = sum(self.loss.total_weight(batch["labels"]) for batch in batches).to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             total = self.accelerator.gather(total.reshape(1)).sum()
         return batches, total
+
+    def _mixed(self, batch: dict[str, Any]) -> dict[str, Any]:
+        # Mixed on the device, from the model's input: the loss's total weight then counts the soft targets.
+        # (--probe_views, the one training path on features, refuses mixup.)
+        pixels, labels = self.mixer(self.model_input(batch["pixel_values"]), batch["labels"])
+        return {**batch, "pixel_values": pixels, "labels": labels}
 
     def compute_loss(
         self,
@@ -179,17 +168,16 @@ def build_trainer(
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     if args.ema_decay > 0:
         callbacks.append(EmaCallback(args.ema_decay, warmup=args.ema_warmup))
-    train_collator = None
+    mixer = None
     if args.mixup_alpha > 0 or args.cutmix_alpha > 0:
         # The mixed targets carry the label smoothing; the loss smooths only the hard labels of evaluation.
-        train_collator = build_mixup_collator(
+        mixer = build_mixer(
             model.config.num_labels,
             args.mixup_alpha,
             args.cutmix_alpha,
             prob=args.mixup_prob,
             switch_prob=args.mixup_switch_prob,
             label_smoothing=args.label_smoothing_factor,
-            prep=prep,
         )
     return ClassWeightedTrainer(
         model=model,
@@ -197,7 +185,7 @@ def build_trainer(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=collate_fn,
-        train_collator=train_collator,
+        mixer=mixer,
         compute_metrics=build_compute_metrics(),
         callbacks=callbacks,
         loss=WeightedCrossEntropy(class_weights, label_smoothing=args.label_smoothing_factor),
