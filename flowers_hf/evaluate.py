@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from flowers_hf.data.identity import SYNTHETIC_OOD, DatasetIdentity
 from flowers_hf.data.labels import check_class_names
 from flowers_hf.data.load import load_outside_images
 from flowers_hf.data.subset import sample_split
-from flowers_hf.data.transforms import build_eval_transform, eval_crop
+from flowers_hf.data.transforms import ImageTransform, build_eval_transform, eval_crop
 from flowers_hf.data.tta import TTATransform
 from flowers_hf.data.validate import drop_bad_images
 from flowers_hf.evaluation.arguments import PREFIXES, EvaluationArguments
@@ -61,7 +62,7 @@ from flowers_hf.reporting.run_folder import (
     write_test_report,
 )
 from flowers_hf.serving.classifier import ImageClassifier
-from flowers_hf.serving.run import run_data_options
+from flowers_hf.serving.run import load_run, run_data_options
 
 logger = logging.getLogger("flowers_hf.evaluate")
 
@@ -77,62 +78,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_push_access(args.push_results)  # now, not after the evaluation
     (output_dir / EVALUATE_CONFIG_FILE).write_text(yaml.safe_dump({**vars(args), **vars(data_args)}, sort_keys=False))
 
-    # The model with its preprocessing; the data, whose classes must be the model's, in the same order.
-    classifier = ImageClassifier.from_pretrained(args.model, device=_device(args.device))
+    # The model with its preprocessing; the data, whose classes must be the model's, in the same order. As train.py
+    # does: images that cannot be decoded are listed in OUTPUT_DIR/bad_images.json and left out (or, with
+    # --on_bad_image error, stop the command before any pass).
+    classifier = load_run(args.model, device=_device(args.device)).classifier
     loaded = load_data(args=data_args)
-    # As train.py does: images that cannot be decoded are listed in OUTPUT_DIR/bad_images.json and left out (or,
-    # with --on_bad_image error, stop the command before any pass).
-    data = drop_bad_images(
-        loaded.splits, data_args.on_bad_image, output_dir, num_proc=args.dataloader_num_workers or None
-    )
+    workers = args.dataloader_num_workers or None
+    data = drop_bad_images(loaded.splits, data_args.on_bad_image, output_dir, num_proc=workers)
     check_class_names(data["train"].features["label"].names, classifier.class_names)
-    split = sample_split(data[args.split], args.max_eval_samples)
+    split, validation = (sample_split(data[name], args.max_eval_samples) for name in (args.split, "validation"))
     evaluator = Evaluator(classifier, args.batch_size, args.dataloader_num_workers, args.disable_tqdm)
 
-    # Calibration: the one stored with the model (folded into its weights), or one fitted now on validation.
-    if args.split == "validation" and Calibration.from_config(classifier.model.config) is None:
-        logger.warning("Calibration is fitted on the split it is evaluated on: its ECE after scaling is optimistic")
-    save_to = Path(args.model).expanduser() if args.save_calibration else None
-    validation = sample_split(data["validation"], args.max_eval_samples)
-    # The plain passes read the decoded, centre-cropped copy train.py made (--cache_images; the same inputs bit for
-    # bit): made now if it is not there, and reused by the next evaluation.
-    (plain_split, plain_validation), plain = (split, validation), None
-    if data_args.cache_images:
-        crop = eval_crop(classifier.prep)
-        plain_split, plain_validation = (
-            cache_images(s, crop, "Decoding and cropping once") for s in (split, validation)
-        )
-        plain = build_eval_transform(classifier.prep, cropped=True)
-    calibration, folded = resolve_calibration(evaluator, plain_validation, save_to, args.calibration_bins, plain)
+    # Calibration (the one stored with the model, or one fitted now on validation), then the plain pass: the scores
+    # and reports of training's test pass (flowers_hf.evaluation.scoring), and latency.
+    plain = plain_inputs(classifier, split, validation, data_args.cache_images)
+    calibration, folded = calibrate(evaluator, plain, args)
     divisor = 1.0 if folded else calibration.temperature  # model logits / divisor = calibrated logits
-
-    # The plain pass: the scores and reports of training's test pass (flowers_hf.evaluation.scoring), and latency.
     prefix = PREFIXES[args.split]
-    clean = evaluator.predict(plain_split, f"{args.split}: plain", transform=plain)
+    clean = evaluator.predict(plain.split, f"{args.split}: plain", transform=plain.transform)
     logits = uncalibrated(clean.logits, calibration, folded)
     metrics = score_split(logits, clean.labels, calibration, prefix, args.calibration_bins) | clean.timings(prefix)
     write_test_report(clean.logits, clean.labels, classifier.class_names, output_dir, split, classifier.prep, divisor)
     plot_reliability_diagram(logits, clean.labels, calibration.temperature, output_dir / RELIABILITY_PLOT)
 
-    # Test-time augmentation: a pass of its own, timed the same way.
+    # Test-time augmentation and the corruption suite: passes of their own; images of none of the classes.
     if args.tta:
-        views = evaluator.predict(split, f"{args.split}: TTA", transform=TTATransform(classifier.prep, args.tta_views))
-        metrics |= score_views(views.logits, views.labels, divisor, prefix, args.calibration_bins)
-        metrics |= views.timings(f"{prefix}_tta")
-
-    # The corruption suite: a pass per corruption and severity.
+        metrics |= measure_tta(evaluator, split, args, divisor)
     if args.corruptions:
-        robustness = corruption_suite(
-            evaluator, split, divisor, metrics[f"{prefix}_accuracy"], args.corruption_names, args.severities,
-            args.corruption_seed, args.calibration_bins,
-        )  # fmt: skip
-        robustness = {**_suite_facts(args, classifier, len(split)), **robustness}
-        (output_dir / ROBUSTNESS_FILE).write_text(json.dumps(robustness, indent=2))
-        plot_robustness(robustness, output_dir / ROBUSTNESS_PLOT)
-        for key in ("mean_corruption_accuracy", "relative_mean_corruption_accuracy"):
-            metrics[f"{prefix}_{key}"] = robustness[key]
-
-    # Images of none of the classes, scored three ways against this split; the recommended rule for the demo.
+        metrics |= measure_corruptions(evaluator, split, args, divisor, metrics[f"{prefix}_accuracy"], output_dir)
     known = (logits, clean.labels)
     open_set = measure_open_set(evaluator, args, data_args, validation, known, calibration, folded, output_dir)
 
@@ -142,6 +115,70 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if open_set is not None:
         print("\n".join(summary_lines(open_set)))
     return metrics
+
+
+@dataclass
+class PlainInputs:
+    """The evaluated split and validation as the plain passes read them, and the transform for them."""
+
+    split: datasets.Dataset
+    validation: datasets.Dataset
+    transform: ImageTransform | None  # None: the classifier's own eval transform
+
+
+def plain_inputs(
+    classifier: ImageClassifier, split: datasets.Dataset, validation: datasets.Dataset, cached: bool
+) -> PlainInputs:
+    """With ``--cache_images``, the decoded, centre-cropped copy train.py made (the same inputs bit for bit): made
+    now if it is not there, and reused by the next evaluation; else the splits as they are."""
+    if not cached:
+        return PlainInputs(split, validation, None)
+    crop = eval_crop(classifier.prep)
+    split, validation = (cache_images(s, crop, "Decoding and cropping once") for s in (split, validation))
+    return PlainInputs(split, validation, build_eval_transform(classifier.prep, cropped=True))
+
+
+def calibrate(evaluator: Evaluator, plain: PlainInputs, args: EvaluationArguments) -> tuple[Calibration, bool]:
+    """The calibration stored with the model (folded into its weights), or one fitted now on validation (stored
+    with ``--save_calibration``); and whether it is folded in."""
+    if args.split == "validation" and Calibration.from_config(evaluator.classifier.model.config) is None:
+        logger.warning("Calibration is fitted on the split it is evaluated on: its ECE after scaling is optimistic")
+    save_to = Path(args.model).expanduser() if args.save_calibration else None
+    return resolve_calibration(evaluator, plain.validation, save_to, args.calibration_bins, plain.transform)
+
+
+def measure_tta(
+    evaluator: Evaluator, split: datasets.Dataset, args: EvaluationArguments, divisor: float
+) -> dict[str, Any]:
+    """``--tta``: the scores of the averaged views, and their latency, timed as the plain pass is."""
+    prefix = PREFIXES[args.split]
+    transform = TTATransform(evaluator.classifier.prep, args.tta_views)
+    views = evaluator.predict(split, f"{args.split}: TTA", transform=transform)
+    scores = score_views(views.logits, views.labels, divisor, prefix, args.calibration_bins)
+    return scores | views.timings(f"{prefix}_tta")
+
+
+def measure_corruptions(
+    evaluator: Evaluator,
+    split: datasets.Dataset,
+    args: EvaluationArguments,
+    divisor: float,
+    clean_accuracy: float,
+    output_dir: Path,
+) -> dict[str, Any]:
+    """``--corruptions``: a pass per corruption and severity; ``robustness.json`` and its plot; the mean corrupted
+    accuracy, absolute and relative to clean, as metrics."""
+    robustness = corruption_suite(
+        evaluator, split, divisor, clean_accuracy, args.corruption_names, args.severities, args.corruption_seed,
+        args.calibration_bins,
+    )  # fmt: skip
+    robustness = {**_suite_facts(args, evaluator.classifier, len(split)), **robustness}
+    (output_dir / ROBUSTNESS_FILE).write_text(json.dumps(robustness, indent=2))
+    plot_robustness(robustness, output_dir / ROBUSTNESS_PLOT)
+    prefix = PREFIXES[args.split]
+    return {
+        f"{prefix}_{key}": robustness[key] for key in ("mean_corruption_accuracy", "relative_mean_corruption_accuracy")
+    }
 
 
 def measure_open_set(

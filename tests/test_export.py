@@ -27,7 +27,7 @@ from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.export.__main__ import main
 from flowers_hf.model.arguments import ModelArguments
 from flowers_hf.model.modeling import build_model, save_model
-from flowers_hf.reporting.model_card import ONNX_MARKERS, add_onnx_usage
+from flowers_hf.reporting.card_sections import ONNX_MARKERS, add_onnx_usage
 from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.serving.onnx_backend import INPUT_NAME, OUTPUT_NAME, sha256
 

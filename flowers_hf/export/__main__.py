@@ -44,7 +44,7 @@ from flowers_hf.data.transforms import build_eval_transform
 from flowers_hf.evaluation.evaluator import Evaluator
 from flowers_hf.export.arguments import PROG, ExportArguments
 from flowers_hf.export.onnx import calibration_batches, choose_int8_method, export_onnx, quantize_int8
-from flowers_hf.reporting.model_card import add_onnx_usage
+from flowers_hf.reporting.card_sections import add_onnx_usage
 from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.serving.onnx_backend import INPUT_NAME, ONNX_DIR, ONNX_FILES, OUTPUT_NAME, RECORD_FILE, sha256
 from flowers_hf.serving.run import RUN_CONFIG_FILE, run_data_options

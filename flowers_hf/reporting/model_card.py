@@ -9,13 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from flowers_hf.core.hub import is_hub_id
 from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
-from flowers_hf.serving.open_set import SCORE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +285,7 @@ def _stage_row(stage: dict[str, Any]) -> dict[str, str]:
         "name": _cell(str(stage.get("name", ""))),
         "epochs": f"{_format_value(stage.get('epochs_run'))} / {_format_value(stage.get('epochs'))}",
         "learning_rate": _format_value(stage.get("learning_rate")),
-        "best": _percent(best) if best is not None else "—",
+        "best": percent(best) if best is not None else "—",
     }
 
 
@@ -312,7 +310,7 @@ def _crop_text(preprocessing: Preprocessing) -> str:
 def _result_rows(validation: dict[str, float], test: dict[str, float]) -> list[dict[str, str]]:
     rows = []
     for suffix, label, *_ in METRICS:
-        rows.append(_result_row(label, validation.get(f"eval_{suffix}"), test.get(f"test_{suffix}"), _percent))
+        rows.append(_result_row(label, validation.get(f"eval_{suffix}"), test.get(f"test_{suffix}"), percent))
     rows.append(_result_row("Loss", validation.get("eval_loss"), test.get("test_loss"), lambda v: f"{v:.4f}"))
     ece = (validation.get("eval_ece_calibrated"), test.get("test_ece_calibrated"))
     rows.append(_result_row("Calibration error (ECE, after temperature scaling)", *ece, lambda v: f"{v:.4f}"))
@@ -347,11 +345,12 @@ def _confusion_row(pair: dict[str, Any]) -> dict[str, str]:
         "true": _cell(pair["true"]),
         "predicted": _cell(pair["predicted"]),
         "count": str(pair["count"]),
-        "share": _percent(pair["share_of_true"]),
+        "share": percent(pair["share_of_true"]),
     }
 
 
-def _percent(value: float) -> str:
+def percent(value: float) -> str:
+    """``0.2662`` as ``26.62%``."""
     return f"{100 * float(value):.2f}%"
 
 
@@ -366,92 +365,3 @@ def _format_value(value: Any) -> str:
 def _cell(text: str) -> str:
     """Text safe inside a markdown table cell."""
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-# The card's section on the ONNX export, between markers so that another export replaces it.
-ONNX_TEMPLATE_PATH = Path(__file__).with_name("model_card_onnx.md")
-ONNX_MARKERS = ("<!-- flowers_hf export: onnx -->", "<!-- /flowers_hf export: onnx -->")
-
-
-def add_onnx_usage(card_path: Path, record: dict[str, Any]) -> None:
-    """Put the section on running the exported files (``python -m flowers_hf.export``) into a run's model card:
-    in place of an earlier one, else before Limitations, else at the end.
-
-    Args:
-        card_path: the run's ``README.md``.
-        record: the export's ``export.json``.
-    """
-    put_section(card_path, ONNX_MARKERS, _onnx_section(record))
-    logger.info("Added the ONNX section to %s", card_path)
-
-
-def put_section(card_path: Path, markers: tuple[str, str], body: str) -> None:
-    """Put ``body`` between ``markers`` into a model card: in place of an earlier one, else before Limitations, else
-    at the end.
-
-    Args:
-        card_path: the card file.
-        markers: the HTML comments that open and close the section.
-        body: the section's Markdown.
-    """
-    section = "\n".join((markers[0], body.strip(), markers[1]))
-    text = card_path.read_text(encoding="utf-8")
-    start, end = (text.find(marker) for marker in markers)
-    if start >= 0 and end > start:
-        text = text[:start] + section + text[end + len(markers[1]) :]
-    elif "\n## Limitations" in text:
-        text = text.replace("\n## Limitations", f"\n{section}\n\n## Limitations", 1)
-    else:
-        text = f"{text.rstrip()}\n\n{section}\n"
-    card_path.write_text(text, encoding="utf-8")
-
-
-def _onnx_section(record: dict[str, Any]) -> str:
-    files = list(record["files"])
-    _, _, height, width = record["how"]["input"]["shape"]
-    int8 = "model_int8.onnx" in files
-    return jinja2.Template(ONNX_TEMPLATE_PATH.read_text(encoding="utf-8")).render(
-        date=record["how"]["date"],
-        files=" and ".join(f"`{name}`" for name in files),
-        height=height,
-        width=width,
-        comparison=record.get("comparison"),
-        int8_method=record.get("int8", {}).get("method"),
-        percent=_percent,
-        model_ref=LOCAL_PLACEHOLDER,
-        backend="onnx-int8" if int8 else "onnx",
-        file="model_int8.onnx" if int8 else "model.onnx",
-    )
-
-
-# The card's section on images of none of the classes (ood.json), between markers so that a later measurement
-# replaces it; apart from the model-index, which holds the classification scores.
-OPEN_SET_TEMPLATE_PATH = Path(__file__).with_name("model_card_open_set.md")
-OPEN_SET_MARKERS = ("<!-- flowers_hf open set -->", "<!-- /flowers_hf open set -->")
-
-
-def add_open_set_section(card_path: Path, report: dict[str, Any], plot: str) -> None:
-    """Put the figures of an ``ood.json`` (``train.py --holdout_classes``, ``python -m flowers_hf.evaluate --ood``)
-    into a run's model card, in place of earlier ones.
-
-    Args:
-        card_path: the run's ``README.md``.
-        report: the ``ood.json`` (``flowers_hf.evaluation.ood.open_set_report``).
-        plot: the score distributions' image, relative to the run folder.
-    """
-    rows = [
-        {
-            "name": SCORE_NAMES[name],
-            "auroc": f"{entry['auroc']:.4f}",
-            "fpr": _percent(entry["fpr_at_95_tpr"]),
-            "threshold": "—" if entry["threshold"] is None else f"{entry['threshold']:.4f}",
-            "ood_accepted": "—" if entry["ood_accepted"] is None else _percent(entry["ood_accepted"]),
-            "known_accepted": "—" if entry["known_accepted"] is None else _percent(entry["known_accepted"]),
-        }
-        for name, entry in report["scores"].items()
-    ]
-    body = jinja2.Template(OPEN_SET_TEMPLATE_PATH.read_text(encoding="utf-8")).render(
-        report=report, rows=rows, plot=plot, percent=_percent, names=SCORE_NAMES
-    )
-    put_section(card_path, OPEN_SET_MARKERS, body)
-    logger.info("Added the open-set figures to %s", card_path)

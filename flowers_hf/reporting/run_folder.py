@@ -27,7 +27,8 @@ from flowers_hf.evaluation.mistakes import confused_pairs, per_class_accuracy, t
 from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule
 from flowers_hf.model.arguments import ModelArguments
 from flowers_hf.model.modeling import save_model
-from flowers_hf.reporting.model_card import RunSummary, add_open_set_section, write_model_card
+from flowers_hf.reporting.card_sections import add_open_set_section
+from flowers_hf.reporting.model_card import RunSummary, write_model_card
 from flowers_hf.reporting.plots import (
     plot_accuracy_curve,
     plot_augmentation_samples,

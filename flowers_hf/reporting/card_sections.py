@@ -1,0 +1,104 @@
+"""Sections that later commands add to a run's model card, each between markers so that a later run replaces it:
+running the ONNX export (``python -m flowers_hf.export``) and the open-set figures (``ood.json``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from flowers_hf.reporting.model_card import LOCAL_PLACEHOLDER, percent
+from flowers_hf.serving.open_set import SCORE_NAMES
+
+logger = logging.getLogger(__name__)
+
+
+# The card's section on the ONNX export, between markers so that another export replaces it.
+ONNX_TEMPLATE_PATH = Path(__file__).with_name("model_card_onnx.md")
+ONNX_MARKERS = ("<!-- flowers_hf export: onnx -->", "<!-- /flowers_hf export: onnx -->")
+
+
+def add_onnx_usage(card_path: Path, record: dict[str, Any]) -> None:
+    """Put the section on running the exported files (``python -m flowers_hf.export``) into a run's model card:
+    in place of an earlier one, else before Limitations, else at the end.
+
+    Args:
+        card_path: the run's ``README.md``.
+        record: the export's ``export.json``.
+    """
+    put_section(card_path, ONNX_MARKERS, _onnx_section(record))
+    logger.info("Added the ONNX section to %s", card_path)
+
+
+def put_section(card_path: Path, markers: tuple[str, str], body: str) -> None:
+    """Put ``body`` between ``markers`` into a model card: in place of an earlier one, else before Limitations, else
+    at the end.
+
+    Args:
+        card_path: the card file.
+        markers: the HTML comments that open and close the section.
+        body: the section's Markdown.
+    """
+    section = "\n".join((markers[0], body.strip(), markers[1]))
+    text = card_path.read_text(encoding="utf-8")
+    start, end = (text.find(marker) for marker in markers)
+    if start >= 0 and end > start:
+        text = text[:start] + section + text[end + len(markers[1]) :]
+    elif "\n## Limitations" in text:
+        text = text.replace("\n## Limitations", f"\n{section}\n\n## Limitations", 1)
+    else:
+        text = f"{text.rstrip()}\n\n{section}\n"
+    card_path.write_text(text, encoding="utf-8")
+
+
+def _onnx_section(record: dict[str, Any]) -> str:
+    files = list(record["files"])
+    _, _, height, width = record["how"]["input"]["shape"]
+    int8 = "model_int8.onnx" in files
+    return jinja2.Template(ONNX_TEMPLATE_PATH.read_text(encoding="utf-8")).render(
+        date=record["how"]["date"],
+        files=" and ".join(f"`{name}`" for name in files),
+        height=height,
+        width=width,
+        comparison=record.get("comparison"),
+        int8_method=record.get("int8", {}).get("method"),
+        percent=percent,
+        model_ref=LOCAL_PLACEHOLDER,
+        backend="onnx-int8" if int8 else "onnx",
+        file="model_int8.onnx" if int8 else "model.onnx",
+    )
+
+
+# The card's section on images of none of the classes (ood.json), between markers so that a later measurement
+# replaces it; apart from the model-index, which holds the classification scores.
+OPEN_SET_TEMPLATE_PATH = Path(__file__).with_name("model_card_open_set.md")
+OPEN_SET_MARKERS = ("<!-- flowers_hf open set -->", "<!-- /flowers_hf open set -->")
+
+
+def add_open_set_section(card_path: Path, report: dict[str, Any], plot: str) -> None:
+    """Put the figures of an ``ood.json`` (``train.py --holdout_classes``, ``python -m flowers_hf.evaluate --ood``)
+    into a run's model card, in place of earlier ones.
+
+    Args:
+        card_path: the run's ``README.md``.
+        report: the ``ood.json`` (``flowers_hf.evaluation.ood.open_set_report``).
+        plot: the score distributions' image, relative to the run folder.
+    """
+    rows = [
+        {
+            "name": SCORE_NAMES[name],
+            "auroc": f"{entry['auroc']:.4f}",
+            "fpr": percent(entry["fpr_at_95_tpr"]),
+            "threshold": "—" if entry["threshold"] is None else f"{entry['threshold']:.4f}",
+            "ood_accepted": "—" if entry["ood_accepted"] is None else percent(entry["ood_accepted"]),
+            "known_accepted": "—" if entry["known_accepted"] is None else percent(entry["known_accepted"]),
+        }
+        for name, entry in report["scores"].items()
+    ]
+    body = jinja2.Template(OPEN_SET_TEMPLATE_PATH.read_text(encoding="utf-8")).render(
+        report=report, rows=rows, plot=plot, percent=percent, names=SCORE_NAMES
+    )
+    put_section(card_path, OPEN_SET_MARKERS, body)
+    logger.info("Added the open-set figures to %s", card_path)
