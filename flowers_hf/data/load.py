@@ -21,7 +21,6 @@ from flowers_hf.data.identity import (
     SYNTHETIC_OOD,
     DatasetIdentity,
     identify,
-    is_flowers102_source,
     is_hub_dataset_id,
     warn_if_not_comparable,
 )
@@ -62,16 +61,14 @@ def load_data(source: str | None = None, args: DataArguments | None = None) -> L
     """
     args = args or DataArguments()
     source = source or args.dataset
-    raw = _load_raw(source, args)
-    flowers102 = is_flowers102_source(source, args.class_names)
+    identity = identify(source, args.class_names, args.subject, revision=_revision(source, args))
     data = standardize(
-        raw, args.validation_fraction, args.test_fraction, args.split_seed, flowers102, args.image_column,
-        args.label_column,
+        _load_raw(source, args), args.validation_fraction, args.test_fraction, args.split_seed, identity.flowers102,
+        args.image_column, args.label_column,
     )  # fmt: skip
     if args.holdout_classes:
         data = hold_out_classes(data, args.holdout_classes, args.split_seed)
-    sizes = {name: len(split) for name, split in data.items()}
-    identity = identify(source, args.class_names, args.subject, sizes, _revision(source, args))
+    identity = dataclasses.replace(identity, split_sizes={name: len(split) for name, split in data.items()})
     warn_if_not_comparable(identity)
     return LoadedData(data, identity)
 

@@ -47,7 +47,7 @@ from flowers_hf.export.onnx import calibration_batches, choose_int8_method, expo
 from flowers_hf.reporting.card_sections import add_onnx_usage
 from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.serving.onnx_backend import INPUT_NAME, ONNX_DIR, ONNX_FILES, OUTPUT_NAME, RECORD_FILE, sha256
-from flowers_hf.serving.run import RUN_CONFIG_FILE, run_data_options
+from flowers_hf.serving.run import RUN_CONFIG_FILE, load_run
 
 logger = logging.getLogger("flowers_hf.export")
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     (args,) = parse_args((ExportArguments,), _run_flag_first(argv), prog=PROG)
     run = check_run_folder(Path(args.run).expanduser())
-    classifier = ImageClassifier.from_pretrained(run)
+    saved = load_run(run)
+    classifier = saved.classifier
     folder = run / ONNX_DIR
     for name in (*ONNX_FILES.values(), RECORD_FILE):  # nothing of an earlier export may outlive this one
         (folder / name).unlink(missing_ok=True)
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fp32 = folder / ONNX_FILES["onnx"]
     export_onnx(classifier.model, fp32, classifier.prep.input_size)
     method = choose_int8_method(fp32) if args.int8_method == "auto" else args.int8_method
-    data = _load_data(args, run, classifier.class_names) if _needs_data(args, method) else None
+    data = _load_data(args, run, saved.data_options, classifier.class_names) if _needs_data(args, method) else None
     record = export_record(run, classifier, fp32, ["python", "-m", "flowers_hf.export", *argv])
     if args.quantize:
         calibration = None
@@ -204,10 +205,12 @@ def _needs_data(args: ExportArguments, method: str) -> bool:
     return args.eval_split != "none" or (args.quantize is not None and method == "static")
 
 
-def _load_data(args: ExportArguments, run: Path, class_names: list[str]) -> datasets.DatasetDict:
+def _load_data(
+    args: ExportArguments, run: Path, options: dict[str, Any], class_names: list[str]
+) -> datasets.DatasetDict:
     """The data set the run was trained with (its ``train_config.yaml``), or ``--dataset``, checked to have the
     model's classes in its order."""
-    options = run_data_options(run)
+    options = dict(options)
     if args.dataset:
         options["dataset"] = args.dataset
     if "dataset" not in options:
