@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from flowers_hf.training import arguments as trainer_config
+from flowers_hf.training import arguments as training_arguments
 from flowers_hf.training.arguments import FlowersTrainingArguments, _mixed_precision, default_workers, gpu_defaults
 
 
@@ -106,6 +106,6 @@ def test_on_this_cpu_tf32_and_the_accelerator_config_stay_as_given(tmp_path):
 
 @pytest.mark.parametrize(("cores", "local_processes", "expected"), [(2, 1, 2), (16, 1, 12), (16, 2, 8), (2, 4, 1)])
 def test_workers_share_the_cores_among_the_processes_of_the_machine(monkeypatch, cores, local_processes, expected):
-    monkeypatch.setattr(trainer_config.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(training_arguments.os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(local_processes))
     assert default_workers() == expected
