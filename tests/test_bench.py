@@ -15,6 +15,7 @@ from PIL import Image
 from bench import run as bench
 from bench import tables, timing
 from bench.arguments import BenchArguments
+from bench.recipes import RECIPES
 from flowers_hf.data.cache import cache_resized, cached_side
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
@@ -127,7 +128,7 @@ def test_the_gpu_check_runs_its_steps_dry_on_a_cpu(tmp_path):
     summary = json.loads((tmp_path / "gpu_check.json").read_text())
     assert summary["bench"]["precision"] == "bf16" and summary["bench"]["channels_last"] is True
     assert set(bench.REQUIRED_KEYS) <= set(summary["bench"])
-    assert set(summary["recipes"]) == set(bench.RECIPES) and all(s > 0 for s in summary["recipes"].values())
+    assert set(summary["recipes"]) == set(RECIPES) and all(s > 0 for s in summary["recipes"].values())
     assert summary["bench_wall_s"] > 0 and summary["recipes_wall_s"] > 0
 
 
