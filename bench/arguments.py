@@ -1,8 +1,10 @@
-"""``bench/run.py``'s command-line arguments, shared by its helpers (``peer.py``, ``probe.py``)."""
+"""The command-line arguments of ``bench/run.py`` (``BenchArguments``, shared by its helpers) and of
+``bench/load.py`` (``LoadArguments``, shared by the soak and the batching comparison)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import torch
 
@@ -24,6 +26,11 @@ FULL_STEPS = {"resnet18": 20, "efficientnet_b3": 6}
 WARMUP_STEPS, WARMUP_STEPS_GPU = 3, 10
 # A GPU step takes milliseconds: enough steps for a window of seconds and for the data path to reach steady state.
 FULL_STEPS_GPU = 200
+
+# bench/load.py: the hosts --soak accepts, and the defaults of --soak and --compare_batching.
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+SOAK_CLIENTS, SOAK_TOTAL = 20, 1000
+COMPARE_CLIENTS, COMPARE_REQUESTS = 20, 10
 
 
 @dataclass
@@ -127,3 +134,54 @@ class BenchArguments:
         if self.steps is not None:
             return self.steps
         return FULL_STEPS_GPU if self.device == "cuda" else FULL_STEPS.get(model, 10)
+
+
+@dataclass
+class LoadArguments:
+    """Which demo to load, with how many clients and requests."""
+
+    url: str | None = field(default=None, metadata={"help": "A running demo, e.g. http://127.0.0.1:7860/."})
+    model: str | None = field(
+        default=None, metadata={"help": "Or a run folder (or Hub id): demo/app.py is started on it for the run."}
+    )
+    make_model: str | None = field(
+        default=None,
+        metadata={"help": "Or a timm architecture (resnet18): an untrained model of it at --image_size is served."},
+    )
+    image_size: int = field(default=224, metadata={"help": "The input size of the --make_model model."})
+    image: str | None = field(default=None, metadata={"help": "The photo to send (default: a generated JPEG)."})
+    clients: int | None = field(
+        default=None, metadata={"help": "Concurrent clients, one thread each (default 10; 20 with --soak or "
+                                "--compare_batching)."}
+    )  # fmt: skip
+    requests: int | None = field(
+        default=None, metadata={"help": "Requests per client, sent one after another (default 5; with --soak 1,000 "
+                                "in all; with --compare_batching 10)."}
+    )  # fmt: skip
+    timeout: float = field(default=120.0, metadata={"help": "Seconds a request may wait before it counts as lost."})
+    soak: bool = field(
+        default=False, metadata={"help": "Latency per quarter of the requests and the demo's memory (loopback only)."}
+    )
+    max_s: float = field(default=900.0, metadata={"help": "With --soak: no request is sent after this many seconds."})
+    pid: int | None = field(default=None, metadata={"help": "With --url: the demo's process id, for its memory."})
+    compare_batching: bool = field(
+        default=False, metadata={"help": "Serve --model twice, --max_batch_size 1 and the default; compare them."}
+    )
+    rounds: int = field(default=2, metadata={"help": "With --compare_batching: loaded runs of each, in turn."})
+    alone_requests: int = field(
+        default=20, metadata={"help": "With --compare_batching: requests of one client alone, in each mode."}
+    )
+
+    def __post_init__(self) -> None:
+        if sum(option is not None for option in (self.url, self.model, self.make_model)) != 1:
+            raise ValueError("give one of --url of a running demo, --model or --make_model to start one")
+        if self.compare_batching and self.url is not None:
+            raise ValueError("--compare_batching starts the demo itself: give --model or --make_model")
+        if self.soak and self.url is not None and urlparse(self.url).hostname not in LOOPBACK:
+            raise ValueError(f"--soak loads a demo on this machine only (127.0.0.1), not {self.url}")
+        if self.clients is None:
+            self.clients = SOAK_CLIENTS if self.soak else COMPARE_CLIENTS if self.compare_batching else 10
+        if self.requests is None:
+            self.requests = -(-SOAK_TOTAL // self.clients) if self.soak else 10 if self.compare_batching else 5
+        if min(self.clients, self.requests, self.rounds, self.alone_requests) < 1 or self.max_s <= 0:
+            raise ValueError("--clients, --requests, --rounds and --alone_requests must be at least 1, --max_s above 0")

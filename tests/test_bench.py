@@ -3,6 +3,7 @@ bench/tables.py and bench/timing.py, and the resized-image cache (flowers_hf.dat
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,8 +16,10 @@ from PIL import Image
 from bench import run as bench
 from bench import tables, timing
 from bench.arguments import BenchArguments
+from bench.recipes import RECIPES
 from flowers_hf.data.cache import cache_resized, cached_side
 from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.synthetic import split_counts
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
 
 # Every code path of a real run, at sizes that finish in seconds: test_resnet at 64 px on 96 px JPEGs.
@@ -82,7 +85,12 @@ def test_table_comes_first_and_names_every_target(output):
     table = "\n".join(lines[:-1])
     assert "ceiling img/s" in table
     for name, check in result["targets"].items():
-        assert f"{name}" in table and check["result"] in table
+        # The ratio's own row: model, name, value, target, then its verdict as the whole column ("met" alone, not
+        # inside "metric"), then the ratio from CPU time where there is one, and nothing else.
+        columns = [result["model"], name, f"{check['value']:.2f}", check["target"], check["result"]]
+        columns += [f"{check['cpu_time_ratio']:.2f}"] if "cpu_time_ratio" in check else []
+        row = "^" + " +".join(map(re.escape, columns)) + " *$"  # spaces only: within one line
+        assert re.search(row, table, re.MULTILINE), (name, check)
 
 
 @pytest.mark.slow
@@ -112,6 +120,12 @@ def test_the_probe_is_timed_on_both_paths_side_by_side(tmp_path):
     assert result["probe_wall_s"] > 0 and result["probe_wall_s_before"] > 0
     assert result["probe_wall_ratio"] == pytest.approx(result["probe_wall_s"] / result["probe_wall_s_before"], abs=1e-3)
     assert 0 <= result["probe_test_accuracy"] <= 1 and 0 <= result["probe_test_accuracy_before"] <= 1
+    # An accuracy is a count of right answers over the test split: 102 classes x split_counts(3)["test"] images,
+    # so k / that count for a whole k (to the JSON's 4 decimals), which a wrong split or a made-up figure rarely is.
+    test_images = 102 * split_counts(3)["test"]
+    for key in ("probe_test_accuracy", "probe_test_accuracy_before"):
+        right = round(result[key] * test_images)
+        assert result[key] == pytest.approx(right / test_images, abs=5e-5), (key, result[key], test_images)
     assert "--frozen_features false" in result["probe_commands"]["probe_before"]
     assert "--frozen_features" not in result["probe_commands"]["probe"]  # the preset as it ships
     assert result["runs"] == [] and "ResNet18 linear probe" in done.stdout
@@ -127,7 +141,7 @@ def test_the_gpu_check_runs_its_steps_dry_on_a_cpu(tmp_path):
     summary = json.loads((tmp_path / "gpu_check.json").read_text())
     assert summary["bench"]["precision"] == "bf16" and summary["bench"]["channels_last"] is True
     assert set(bench.REQUIRED_KEYS) <= set(summary["bench"])
-    assert set(summary["recipes"]) == set(bench.RECIPES) and all(s > 0 for s in summary["recipes"].values())
+    assert set(summary["recipes"]) == set(RECIPES) and all(s > 0 for s in summary["recipes"].values())
     assert summary["bench_wall_s"] > 0 and summary["recipes_wall_s"] > 0
 
 
