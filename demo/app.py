@@ -176,8 +176,12 @@ def classify_uploads(classifier: ImageClassifier, uploads: Sequence[Upload], top
             opened.append(Prepared(error.message))
     inputs = [entry for entry in opened if isinstance(entry, torch.Tensor)]
     answers = iter(classifier.predict_and_score_prepared(inputs, top_k))
-    # With TTA, only the centre crop is kept: the view and the heat map show that one.
-    return [entry if isinstance(entry, Prepared) else Prepared(next(answers), entry[:1].clone()) for entry in opened]
+    # With TTA, only the centre crop is kept (a copy, not the views' storage): the view and the heat map show it.
+    return [entry if isinstance(entry, Prepared) else Prepared(next(answers), _centre(entry)) for entry in opened]
+
+
+def _centre(prepared: torch.Tensor) -> torch.Tensor:
+    return prepared if len(prepared) == 1 else prepared[:1].clone()
 
 
 def enlarged(view: np.ndarray) -> np.ndarray:

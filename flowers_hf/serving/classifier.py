@@ -160,8 +160,8 @@ class ImageClassifier:
     def predict_and_score_prepared(
         self, inputs: Sequence[torch.Tensor], top_k: int = 5
     ) -> list[tuple[dict[str, float], float]]:
-        """:meth:`predict_and_score_batch` of already through :meth:`prepare`, from one forward pass: for a server
-        that shows and explains the same input it classified, preprocessed once.
+        """:meth:`predict_and_score_batch` of images already put through :meth:`prepare`, from one forward pass:
+        for a server that shows and explains the same input it classified, preprocessed once.
 
         Args:
             inputs: :meth:`prepare`'s tensors, one per image; none gives ``[]``.
