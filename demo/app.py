@@ -30,27 +30,26 @@ import io
 import logging
 import os
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import gradio as gr
 import numpy as np
+import torch
 from gradio.utils import get_upload_folder, is_in_or_equal
 from PIL import Image
 
 from flowers_hf.core.cli import run_cli, setup_logging
 from flowers_hf.core.errors import UnreadableImageError
-from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.images import open_image
 from flowers_hf.data.tta import TTA_VIEWS
 from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.serving.explain import HeatMapper, heat_mapper
 from flowers_hf.serving.onnx_backend import BACKENDS
-from flowers_hf.serving.open_set import SCORE_NAMES
+from flowers_hf.serving.recent import Recent
+from flowers_hf.serving.wording import heading, verdict
 
 logger = logging.getLogger("demo")
 
@@ -62,72 +61,11 @@ NO_IMAGE = "No image: upload, paste or take a photo first."
 NOT_UPLOADED = "Only photos uploaded to this app can be classified: upload the file itself."
 MAX_BATCH_SIZE = 8
 REQUEST_TIMEOUT_S = 30.0
-RECENT_SCORES = 1024  # uploads whose score the verdict can still find
+RECENT_UPLOADS = 64  # uploads whose input and answer the events after predict can still find
 
 Upload = dict[str, Any] | str | None  # the image component's raw value
 Answer = tuple[dict[str, float], float] | str  # the top 5 and the score, or why the photo was not classified
 T = TypeVar("T")
-
-
-def subject(classifier: ImageClassifier) -> str | None:
-    """What one image of the model's data set shows ("flower"), or ``None`` where its data set did not say."""
-    return classifier.dataset.subject if classifier.dataset is not None else None
-
-
-def unsure_words(classifier: ImageClassifier) -> str:
-    """'Not a flower I know', or for a data set without a subject 'Not one of the classes I know'."""
-    noun = subject(classifier)
-    return f"Not a {noun} I know" if noun else "Not one of the classes I know"
-
-
-def verdict(classifier: ImageClassifier, prediction: dict[str, float] | None, score: float | None = None) -> str:
-    """One line over the top 5: the class's name, or "not a flower I know" (in the data set's words) below the
-    model's unsure rule: the score and threshold that ``python -m flowers_hf.evaluate --ood`` recommended, where
-    ``config.json`` stores them, else the calibrated top-1 probability below the unsure threshold (``train.py``).
-
-    Args:
-        classifier: the model, with its unsure rule and data set.
-        prediction: class names and probabilities (the label output), or ``None`` before any prediction.
-        score: the photo's score under the rule (``ImageClassifier.predict_and_score``); a rule on the logits
-            needs it.
-    """
-    if not prediction:
-        return ""
-    name, probability = max(prediction.items(), key=lambda item: item[1])
-    if classifier.is_unsure(probability, score):
-        rule = classifier.unsure_rule
-        below = (
-            f"this model names a class from {rule.threshold:.0%}"
-            if rule.score == "msp"
-            else f"its {SCORE_NAMES[rule.score]}, {score:.2f}, lies below {rule.threshold:.2f}, where it names a class"
-        )
-        return (
-            f"### {unsure_words(classifier)}\nThe best guess, *{name}*, has {probability:.0%}; {below}. Is it one of "
-            f"the {len(classifier.class_names)} classes?"
-        )
-    return f"### {name}\n{probability:.0%} sure."
-
-
-def heading(classifier: ImageClassifier) -> tuple[str, str]:
-    """The page's title and its first lines, in the words of the model's data set."""
-    noun, dataset = subject(classifier), classifier.dataset
-    name = dataset.name if dataset is not None else None  # "Oxford Flowers-102", "beans", a folder's name
-    title = f"{_short_name(dataset) or 'Image'} classifier"
-    question = f"Which {noun} is this?" if noun else "What is in this photo?"
-    known = f"{len(classifier.class_names)} classes" + (f" of {name}" if name else "")
-    text = (
-        f"# {question}\nUpload, paste or take a photo. The model knows {known} and shows its five best guesses, or "
-        f"says “{unsure_words(classifier).lower()}” when it is unsure."
-    )
-    return title, text
-
-
-def _short_name(dataset: DatasetIdentity | None) -> str | None:
-    if dataset is None:
-        return None
-    if dataset.flowers102:
-        return "Flowers-102"
-    return "Synthetic flowers" if dataset.synthetic else dataset.name
 
 
 def load_photo(upload: dict[str, Any] | str | None) -> Image.Image:
@@ -159,27 +97,6 @@ def _inline_image(url: str) -> io.BytesIO:
         raise gr.Error(f"This pasted image is not an image that can be read ({error}).") from error
 
 
-def classify_uploads(classifier: ImageClassifier, uploads: Sequence[Upload], top_k: int = TOP_K) -> list[Answer]:
-    """Each upload's top ``top_k`` and score under the unsure rule, from one forward pass over the photos that open;
-    for one that does not, the message :func:`load_photo` gives.
-
-    Args:
-        classifier: the model.
-        uploads: the image component's raw values, one per request of the batch.
-        top_k: how many classes to return for each.
-    """
-    answers: list[Answer] = [""] * len(uploads)
-    photos: dict[int, Image.Image] = {}
-    for index, upload in enumerate(uploads):
-        try:
-            photos[index] = load_photo(upload)
-        except gr.Error as error:
-            answers[index] = error.message
-    for index, answer in zip(photos, classifier.predict_and_score_batch(list(photos.values()), top_k), strict=True):
-        answers[index] = answer
-    return answers
-
-
 def timed_out(limit: float) -> str:
     """The message of a request that got no answer within ``limit`` seconds."""
     return f"No answer within {limit:g} s: the demo is too busy right now. Try again in a moment."
@@ -203,32 +120,35 @@ async def within(limit: float, worker: Executor, fn: Callable[..., T], *args: An
         raise gr.Error(timed_out(limit), print_exception=False) from None
 
 
-class RecentScores:
-    """The unsure-rule scores of the last photos predicted, by upload, for the verdict that follows the answer.
+class Prepared(NamedTuple):
+    """One upload as :func:`classify_uploads` left it, for the events of its click that follow the answer.
 
-    A batched event cannot hand them on in a ``gr.State``: Gradio 6.31 writes the state outputs of a whole batch
-    into the session of its first request.
-
-    Args:
-        size: how many to keep, the newest.
+    Attributes:
+        answer: the top 5 and the score, or why the photo was not classified.
+        pixels: the model's input, the centre crop (``ImageClassifier.prepare``); ``None`` where the photo did not open.
+        in_label: whether the label shows ``answer``: ``False`` for a request refused alone (an error, and the label
+            keeps the answer before it).
     """
 
-    def __init__(self, size: int = RECENT_SCORES) -> None:
-        self._scores: OrderedDict[str, float] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()  # the verdicts read in Gradio's worker threads
+    answer: Answer
+    pixels: torch.Tensor | None = None
+    in_label: bool = True
 
-    def put(self, upload: Upload, score: float) -> None:
-        key = _upload_key(upload)
-        with self._lock:
-            self._scores[key] = score
-            self._scores.move_to_end(key)
-            while len(self._scores) > self._size:
-                self._scores.popitem(last=False)
 
-    def get(self, upload: Upload) -> float | None:
-        with self._lock:
-            return self._scores.get(_upload_key(upload))
+class RecentUploads:
+    """The last uploads predicted, by upload (a path or its FileData: the same): what the verdict, the model's view
+    and the heat map of a click read, so that it decodes and preprocesses its photo once. A batched event cannot
+    hand them on in a ``gr.State``: Gradio 6.31 writes the state outputs of a whole batch into the session of its
+    first request. At 224 px, 0.6 MB each."""
+
+    def __init__(self, size: int = RECENT_UPLOADS) -> None:
+        self._recent: Recent[Prepared] = Recent(size)
+
+    def put(self, upload: Upload, entry: Prepared) -> Prepared:
+        return self._recent.put(_upload_key(upload), entry)
+
+    def get(self, upload: Upload) -> Prepared | None:
+        return self._recent.get(_upload_key(upload))
 
 
 def _upload_key(upload: Upload) -> str:
@@ -238,35 +158,30 @@ def _upload_key(upload: Upload) -> str:
     return hashlib.sha256(str(upload).encode()).hexdigest()
 
 
-def shown_prediction(value: Any) -> dict[str, float] | str | None:
-    """The label component's raw value as :func:`classify_uploads` answered: class names and probabilities, the
-    message of a photo that was not classified (a label without confidences), or ``None`` before any answer."""
-    if not isinstance(value, dict) or not value.get("label"):
-        return None
-    if value.get("confidences") is None:
-        return str(value["label"])
-    return {entry["label"]: entry["confidence"] for entry in value["confidences"]}
-
-
-def shown_verdict(classifier: ImageClassifier, recent: RecentScores, upload: Upload, shown: Any) -> str:
-    """The verdict over the label the page shows: :func:`verdict`, or for a photo that was not classified its message.
+def classify_uploads(classifier: ImageClassifier, uploads: Sequence[Upload], top_k: int = TOP_K) -> list[Prepared]:
+    """Each upload's top ``top_k`` and score under the unsure rule, with the input they came from, from one forward
+    pass over the photos that open; for one that does not, the message :func:`load_photo` gives. Each photo is
+    decoded once and preprocessed once.
 
     Args:
-        classifier: the model, with its unsure rule.
-        recent: the scores :func:`build_demo`'s predictions left, for a rule on the logits.
-        upload: the image component's raw value.
-        shown: the label component's raw value.
+        classifier: the model.
+        uploads: the image component's raw values, one per request of the batch.
+        top_k: how many classes to return for each.
     """
-    prediction = shown_prediction(shown)
-    if isinstance(prediction, str):
-        return f"### Not classified\n{prediction}"
-    rule = classifier.unsure_rule
-    if not prediction or rule is None or rule.score == "msp":
-        return verdict(classifier, prediction)  # the score is the top probability shown
-    score = recent.get(upload)
-    if score is None:  # predicted too long ago: its score has been dropped
-        score = classifier.predict_and_score(load_photo(upload), top_k=TOP_K)[1]
-    return verdict(classifier, prediction, score)
+    opened: list[torch.Tensor | Prepared] = []
+    for upload in uploads:
+        try:
+            opened.append(classifier.prepare(load_photo(upload)))
+        except gr.Error as error:
+            opened.append(Prepared(error.message))
+    inputs = [entry for entry in opened if isinstance(entry, torch.Tensor)]
+    answers = iter(classifier.predict_and_score_prepared(inputs, top_k))
+    # With TTA, only the centre crop is kept (a copy, not the views' storage): the view and the heat map show it.
+    return [entry if isinstance(entry, Prepared) else Prepared(next(answers), _centre(entry)) for entry in opened]
+
+
+def _centre(prepared: torch.Tensor) -> torch.Tensor:
+    return prepared if len(prepared) == 1 else prepared[:1].clone()
 
 
 def enlarged(view: np.ndarray) -> np.ndarray:
@@ -275,24 +190,79 @@ def enlarged(view: np.ndarray) -> np.ndarray:
     return view.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def why_view(mapper: HeatMapper, upload: dict[str, Any] | str | None, prediction: Any) -> np.ndarray | None:
-    """The model's view of the photo with the Grad-CAM heat map of its top class over it, or ``None`` when there
-    is no prediction to explain.
+class Click:
+    """What one click on Classify runs, in order: :meth:`predict` (batched; the ``/predict`` endpoint), then
+    :meth:`verdict`, :meth:`view` and :meth:`why`, which read the input and the answer predict left in ``recent``.
 
     Args:
-        mapper: the heat maps of the demo's classifier.
-        upload: the image component's raw value.
-        prediction: the label component's raw value (``{"label": top class, "confidences": …}``).
+        classifier: the model with its preprocessing, shared by every request.
+        mapper: the heat maps of its answers, or ``None`` without the "why" view.
+        request_timeout: seconds a batch may run before its requests are told to try again.
     """
-    classified = isinstance(prediction, dict) and prediction.get("confidences") is not None
-    top = prediction.get("label") if classified else None
-    if not top:  # no answer, or a photo that was not classified
-        return None
-    try:
-        photo = load_photo(upload)
-    except gr.Error:
-        return None  # predict already told the person what is wrong
-    return enlarged(mapper(photo, top)[1])
+
+    def __init__(
+        self, classifier: ImageClassifier, mapper: HeatMapper | None, request_timeout: float = REQUEST_TIMEOUT_S
+    ) -> None:
+        self.classifier, self.mapper, self.request_timeout = classifier, mapper, request_timeout
+        self.recent = RecentUploads()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")  # one batch at a time
+
+    async def predict(self, uploads: Sequence[Upload]) -> tuple[list[dict[str, float] | str]]:
+        """The top 5 of each upload (Gradio's batch function: one list in, one list per output out)."""
+        try:
+            entries = await within(self.request_timeout, self.worker, classify_uploads, self.classifier, uploads)
+        except gr.Error as error:  # timed out: the label keeps the answer before
+            for upload in uploads:
+                self.recent.put(upload, Prepared(error.message, in_label=False))
+            raise
+        if len(entries) == 1 and isinstance(entries[0].answer, str):
+            self.recent.put(uploads[0], entries[0]._replace(in_label=False))
+            raise gr.Error(entries[0].answer)  # alone: the message in the page, an error from the API, as ever
+        for upload, entry in zip(uploads, entries, strict=True):
+            self.recent.put(upload, entry)
+        return ([entry.answer if isinstance(entry.answer, str) else entry.answer[0] for entry in entries],)
+
+    def prepared(self, upload: Upload) -> Prepared:
+        """What predict left for ``upload``; predicted again where it has been dropped since (a long queue)."""
+        entry = self.recent.get(upload)
+        if entry is None:
+            (entry,) = classify_uploads(self.classifier, [upload])
+            entry = self.recent.put(upload, entry if entry.pixels is not None else entry._replace(in_label=False))
+        return entry
+
+    def verdict(self, upload: Upload) -> str | dict[str, Any]:
+        """The line over the label: :func:`verdict` of the stored answer, or the message of a photo of a batch that
+        was not classified; left as it is after a refusal (the label still shows the answer before)."""
+        entry = self.prepared(upload)
+        if not entry.in_label:
+            return gr.skip()
+        if isinstance(entry.answer, str):
+            return f"### Not classified\n{entry.answer}"
+        return verdict(self.classifier, *entry.answer)
+
+    def view(self, upload: Upload) -> np.ndarray | None:
+        """The photo as the model saw it, or ``None`` where it did not open (predict said why)."""
+        entry = self.prepared(upload)
+        return None if entry.pixels is None else enlarged(self.classifier.model_view(entry.pixels))
+
+    def why(self, upload: Upload) -> np.ndarray | None:
+        """The model's view with the Grad-CAM heat map of the top class shown over it, or ``None`` with nothing
+        to explain."""
+        entry = self.prepared(upload)
+        if self.mapper is None or entry.pixels is None:
+            return None
+        return enlarged(self.mapper(entry.pixels, next(iter(entry.answer[0])))[1])
+
+
+class Page(NamedTuple):
+    """The components a click reads and writes."""
+
+    image: gr.Image
+    submit: gr.Button
+    answer: gr.Markdown
+    label: gr.Label
+    seen: gr.Image
+    why: gr.Image
 
 
 def build_demo(
@@ -313,79 +283,66 @@ def build_demo(
         max_batch_size: at most this many waiting requests are answered by one forward pass.
         request_timeout: seconds a batch may run before its requests are told to try again.
     """
-    mapper = heat_mapper(classifier) if explain else None
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")  # one batch at a time on the model
-    recent = RecentScores()
-
-    async def predict(uploads: Sequence[Upload]) -> tuple[list[dict[str, float] | str]]:
-        answers = await within(request_timeout, worker, classify_uploads, classifier, uploads)
-        if len(answers) == 1 and isinstance(answers[0], str):
-            raise gr.Error(answers[0])  # alone: the message in the page, an error from the API, as ever
-        for upload, answer in zip(uploads, answers, strict=True):
-            if not isinstance(answer, str):
-                recent.put(upload, answer[1])
-        return ([answer if isinstance(answer, str) else answer[0] for answer in answers],)
-
-    def model_view(upload: dict[str, Any] | str | None) -> np.ndarray | None:
-        try:
-            view = classifier.model_view(load_photo(upload))
-        except gr.Error:
-            return None  # predict already told the person what is wrong
-        return enlarged(view)
-
-    height, width = classifier.prep.input_size
+    click = Click(classifier, heat_mapper(classifier) if explain else None, request_timeout)
     title, text = heading(classifier)
     with gr.Blocks(title=title) as demo:
         gr.Markdown(text)
         with gr.Row():
-            with gr.Column():
-                image = gr.Image(
-                    type="filepath",
-                    sources=["upload", "clipboard", "webcam"],
-                    label="Photo",
-                    height=360,
-                    elem_id="photo",
-                )
-                submit = gr.Button("Classify", variant="primary", elem_id="classify")
-            with gr.Column():
-                answer = gr.Markdown(elem_id="verdict")
-                # The verdict above is the heading: the label's own would name a class even when unsure.
-                label = gr.Label(num_top_classes=TOP_K, label="Top 5", show_heading=False, elem_id="prediction")
-                seen = gr.Image(
-                    label=f"As the model saw it ({width}×{height})",
-                    interactive=False,
-                    height=VIEW_PIXELS,
-                    elem_id="seen",
-                )
-                why = gr.Image(
-                    label="Why: where it found the top class (Grad-CAM; red: most)",
-                    interactive=False,
-                    height=VIEW_PIXELS,
-                    visible=mapper is not None,
-                    elem_id="why",
-                )
+            image, submit = _photo_column()
+            page = Page(image, submit, *_answer_column(classifier, explained=click.mapper is not None))
         if examples:
             gr.Examples(examples=examples, inputs=image, label="Examples (click one, then Classify)")
-        # Gradio's own preprocessing would open the file with PIL before we can say what is wrong with it;
-        # the upload is still checked to lie in Gradio's cache.
-        shown = (
-            submit.click(
-                predict, inputs=image, outputs=label, api_name="predict", preprocess=False,
-                batch=True, max_batch_size=max_batch_size,
-            )
-            .then(
-                lambda upload, shown: shown_verdict(classifier, recent, upload, shown),
-                inputs=[image, label], outputs=answer, api_visibility="private", preprocess=False,
-            )
-            .then(model_view, inputs=image, outputs=seen, api_visibility="private", preprocess=False)
-        )  # fmt: skip
-        if mapper is not None:  # after the answer is shown: the heat map does not delay it
-            shown.then(
-                lambda upload, prediction: why_view(mapper, upload, prediction),
-                inputs=[image, label], outputs=why, api_visibility="private", preprocess=False,
-            )  # fmt: skip
-        image.clear(lambda: (None, "", None, None), outputs=[label, answer, seen, why], api_visibility="private")
+        _wire(click, page, max_batch_size)
     return demo
+
+
+def _photo_column() -> tuple[gr.Image, gr.Button]:
+    with gr.Column():
+        image = gr.Image(
+            type="filepath", sources=["upload", "clipboard", "webcam"], label="Photo", height=360, elem_id="photo"
+        )
+        submit = gr.Button("Classify", variant="primary", elem_id="classify")
+    return image, submit
+
+
+def _answer_column(classifier: ImageClassifier, explained: bool) -> tuple[gr.Markdown, gr.Label, gr.Image, gr.Image]:
+    height, width = classifier.prep.input_size
+    with gr.Column():
+        answer = gr.Markdown(elem_id="verdict")
+        # The verdict above is the heading: the label's own would name a class even when unsure.
+        label = gr.Label(num_top_classes=TOP_K, label="Top 5", show_heading=False, elem_id="prediction")
+        seen = gr.Image(
+            label=f"As the model saw it ({width}×{height})", interactive=False, height=VIEW_PIXELS, elem_id="seen"
+        )
+        why = gr.Image(
+            label="Why: where it found the top class (Grad-CAM; red: most)",
+            interactive=False,
+            height=VIEW_PIXELS,
+            visible=explained,
+            elem_id="why",
+        )
+    return answer, label, seen, why
+
+
+def _wire(click: Click, page: Page, max_batch_size: int) -> None:
+    """Classify: the batched prediction, then the verdict, the model's view and (after it) the heat map, which
+    read what the prediction left; clearing the photo clears them."""
+    # Gradio's own preprocessing would open the file with PIL before we can say what is wrong with it;
+    # the upload is still checked to lie in Gradio's cache.
+    private = {"inputs": page.image, "api_visibility": "private", "preprocess": False}
+    shown = (
+        page.submit.click(
+            click.predict, inputs=page.image, outputs=page.label, api_name="predict", preprocess=False,
+            batch=True, max_batch_size=max_batch_size,
+        )
+        .then(click.verdict, outputs=page.answer, **private)
+        .then(click.view, outputs=page.seen, **private)
+    )  # fmt: skip
+    if click.mapper is not None:  # after the answer is shown: the heat map does not delay it
+        shown.then(click.why, outputs=page.why, **private)
+    page.image.clear(
+        lambda: (None, "", None, None), outputs=[page.label, page.answer, page.seen, page.why], api_visibility="private"
+    )
 
 
 def example_images(folder: Path = EXAMPLES_DIR) -> list[str]:
@@ -397,6 +354,22 @@ def example_images(folder: Path = EXAMPLES_DIR) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _model_options(parser)
+    _server_options(parser)
+    args = parser.parse_args(argv)
+    if args.max_batch_size < 1 or args.max_queue < 1 or args.request_timeout <= 0:
+        parser.error("--max_batch_size and --max_queue must be at least 1, --request_timeout above 0")
+    if not args.model:
+        parser.error("give the model: --model RUN_DIR_OR_HUB_ID, or set the MODEL_ID variable")
+    if args.explain is None:  # asked for neither way: wherever Grad-CAM can run
+        args.explain = args.backend == "pytorch"
+    if args.explain and args.backend != "pytorch":
+        parser.error(f"--explain needs the pytorch backend (Grad-CAM takes gradients), not {args.backend}")
+    return args
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    """Which model, where it runs, and what the page shows of it."""
     parser.add_argument(
         "--model",
         default=os.environ.get("MODEL_ID"),
@@ -426,6 +399,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the prediction's time: README, Demo); default: the EXPLAIN variable (1 or 0), else on for the pytorch "
         "backend.",
     )
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    """Where the app listens, and how many requests it takes on."""
     parser.add_argument(
         "--host",
         default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
@@ -433,9 +410,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="Also open a public gradio.live link.")
-    parser.add_argument(
-        "--max_queue", type=int, default=64, help="Requests waiting beyond this are turned away at once."
-    )
+    parser.add_argument("--max_queue", type=int, default=64, help="Requests waiting beyond this are turned away.")
     parser.add_argument(
         "--max_batch_size",
         type=int,
@@ -450,16 +425,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Seconds a batch may run before its requests are told to try again; default "
         f"{REQUEST_TIMEOUT_S:g}, or the REQUEST_TIMEOUT variable.",
     )
-    args = parser.parse_args(argv)
-    if args.max_batch_size < 1 or args.max_queue < 1 or args.request_timeout <= 0:
-        parser.error("--max_batch_size and --max_queue must be at least 1, --request_timeout above 0")
-    if not args.model:
-        parser.error("give the model: --model RUN_DIR_OR_HUB_ID, or set the MODEL_ID variable")
-    if args.explain is None:  # asked for neither way: wherever Grad-CAM can run
-        args.explain = args.backend == "pytorch"
-    if args.explain and args.backend != "pytorch":
-        parser.error(f"--explain needs the pytorch backend (Grad-CAM takes gradients), not {args.backend}")
-    return args
 
 
 def _env_flag(name: str) -> bool | None:

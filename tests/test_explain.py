@@ -105,17 +105,32 @@ app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)
 
 
+def test_the_heat_map_and_the_view_of_the_prepared_input_are_those_of_the_photo(classifier):
+    mapper, photo = HeatMapper(classifier), _photo()
+    prepared = classifier.prepare(photo)  # what the demo keeps from its prediction
+    assert torch.equal(prepared, classifier.preprocess(photo)[None])
+    np.testing.assert_array_equal(classifier.model_view(prepared), classifier.model_view(photo))
+    for name in (None, NAMES[2]):
+        (explained, shown), (expected_name, expected) = mapper(prepared, name), mapper(photo, name)
+        assert explained == expected_name
+        np.testing.assert_array_equal(shown, expected)
+
+
 def test_the_demo_explains_the_label_it_shows_and_nothing_without_one(classifier, tmp_path, monkeypatch):
     monkeypatch.setattr(app, "is_in_or_equal", lambda path, folder: True)  # as if Gradio had stored the upload
     path = tmp_path / "photo.png"
     _photo().save(path)
     mapper = HeatMapper(classifier)
-    shown = app.why_view(mapper, str(path), {"label": NAMES[1], "confidences": []})
-    expected = app.enlarged(mapper(app.open_image(path), NAMES[1])[1])
-    np.testing.assert_array_equal(shown, expected)
+    click, photo = app.Click(classifier, mapper), app.open_image(path)
+    # The label shows NAMES[1] on top: its heat map, over the input predict prepared.
+    click.recent.put(str(path), app.Prepared(({NAMES[1]: 0.6, NAMES[0]: 0.4}, 0.6), classifier.prepare(photo)))
+    shown = click.why(str(path))
+    np.testing.assert_array_equal(shown, app.enlarged(mapper(photo, NAMES[1])[1]))
     assert min(shown.shape[:2]) >= app.VIEW_PIXELS // 2
-    assert app.why_view(mapper, str(path), None) is None
-    assert app.why_view(mapper, None, {"label": NAMES[1]}) is None  # no photo: predict has said so already
+    assert app.Click(classifier, mapper=None).why(str(path)) is None  # without the view
+    click.recent.put(str(path), app.Prepared("This file is not an image."))  # a photo that was not classified
+    assert click.why(str(path)) is None
+    assert click.why(None) is None  # no photo: predict has said so already
 
 
 def test_the_why_view_is_on_unless_turned_off(monkeypatch):
@@ -148,7 +163,7 @@ def test_the_app_shows_the_why_view_where_the_model_has_one(classifier, tmp_path
     assert _why_block(app.build_demo(ImageClassifier.from_pretrained(tmp_path))).visible is False
 
 
-def test_the_benchmark_times_the_prediction_and_the_heat_map_in_turn(capsys):
+def test_the_benchmark_times_the_prediction_the_heat_map_and_a_click_in_turn(capsys):
     from bench import explain as bench_explain
 
     summary = bench_explain.main(["--architecture", "test_resnet", "--image_size", "32", "--runs", "2"])
@@ -158,3 +173,7 @@ def test_the_benchmark_times_the_prediction_and_the_heat_map_in_turn(capsys):
     ratio = summary["heat_map_cpu_ms_p50"] / summary["predict_cpu_ms_p50"]
     assert summary["heat_map_over_predict_cpu"] == pytest.approx(ratio, abs=0.01)
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith('{"model": "test_resnet"')
+    # One click on the demo decodes and preprocesses the photo once; as it ran before, 3 and 4 times.
+    counts = [summary[f"{name}_{what}"] for name in ("click", "click_before") for what in ("decodes", "preprocessings")]
+    assert counts == [1, 1, 3, 4]
+    assert summary["click_ms_p50"] > 0 and summary["click_before_cpu_ms_p50"] > 0

@@ -1,4 +1,5 @@
 """Serving a saved model: ``ImageClassifier`` (a model folder with its eval preprocessing, PyTorch or ONNX Runtime
-backend), Grad-CAM heat maps, and the open-set ("none of these") rule. Used by the demo, evaluation and the
-benchmarks. Imports ``core``, ``data`` and ``model`` only.
+backend), Grad-CAM heat maps, the open-set ("none of these") rule, the words the demo says about an answer, and
+the recent answers a server keeps. Used by the demo, evaluation and the benchmarks. Imports ``core``, ``data`` and
+``model`` only.
 """

@@ -109,6 +109,12 @@ class ImageClassifier:
         """The normalised CHW tensor the model sees."""
         return self._transform(image)
 
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """The input :meth:`predict_and_score_prepared` takes for one image, from one pass of the eval pipeline:
+        shape ``(1, 3, H, W)``, or with TTA ``(views, 3, H, W)``; the first view is always the centre crop,
+        which :meth:`model_view` shows and Grad-CAM explains."""
+        return self.preprocess(image)[None] if self._views is None else self._views(image)
+
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Class scores (temperature-scaled where the model is calibrated) for a batch of preprocessed images."""
@@ -148,11 +154,22 @@ class ImageClassifier:
             images: PIL images, or paths opened with :func:`flowers_hf.data.images.open_image`; none gives ``[]``.
             top_k: how many classes to return for each.
         """
-        if not images:
-            return []
         opened = [image if isinstance(image, Image.Image) else open_image(image) for image in images]
-        inputs = [self.preprocess(image)[None] if self._views is None else self._views(image) for image in opened]
-        logits = self.logits(torch.cat(inputs))
+        return self.predict_and_score_prepared([self.prepare(image) for image in opened], top_k)
+
+    def predict_and_score_prepared(
+        self, inputs: Sequence[torch.Tensor], top_k: int = 5
+    ) -> list[tuple[dict[str, float], float]]:
+        """:meth:`predict_and_score_batch` of images already put through :meth:`prepare`, from one forward pass:
+        for a server that shows and explains the same input it classified, preprocessed once.
+
+        Args:
+            inputs: :meth:`prepare`'s tensors, one per image; none gives ``[]``.
+            top_k: how many classes to return for each.
+        """
+        if not inputs:
+            return []
+        logits = self.logits(torch.cat(list(inputs)))
         return [self._top_and_score(views, top_k) for views in logits.split(len(inputs[0]))]
 
     def _top_and_score(self, logits: torch.Tensor, top_k: int) -> tuple[dict[str, float], float]:
@@ -192,7 +209,13 @@ class ImageClassifier:
             score = max(prediction.values()) if isinstance(prediction, dict) else float(prediction)
         return score < rule.threshold
 
-    def model_view(self, image: Image.Image) -> np.ndarray:
-        """The preprocessed image as a displayable HWC uint8 array: what the model was shown."""
-        pixels = denormalize(self.preprocess(image), self.prep.mean, self.prep.std)
-        return (pixels * 255).round().astype(np.uint8)
+    def model_view(self, image: Image.Image | torch.Tensor) -> np.ndarray:
+        """The preprocessed image as a displayable HWC uint8 array: what the model was shown.
+
+        Args:
+            image: a photo, or the input :meth:`prepare` gave for it (its first view is shown: nothing is
+                preprocessed again).
+        """
+        pixels = self.preprocess(image) if isinstance(image, Image.Image) else image.reshape(-1, *image.shape[-3:])[0]
+        shown = denormalize(pixels.cpu(), self.prep.mean, self.prep.std)
+        return (shown * 255).round().astype(np.uint8)

@@ -87,21 +87,23 @@ class HeatMapper:
         self.layer = cam_layer(self.model)
         self._lock = threading.Lock()
 
-    def __call__(self, image: Image.Image, class_name: str | None = None) -> tuple[str, np.ndarray]:
+    def __call__(self, image: Image.Image | torch.Tensor, class_name: str | None = None) -> tuple[str, np.ndarray]:
         """The explained class and the model's view of ``image`` with its heat map over it (HWC uint8).
 
         Args:
-            image: the photo, RGB.
+            image: the photo, RGB, or the input ``ImageClassifier.prepare`` gave for it (its first view, the centre
+                crop, is explained: nothing is preprocessed again).
             class_name: the class to explain; ``None``: the top class of the single centre crop.
         """
-        pixels = self.classifier.preprocess(image)[None].to(self.classifier.device)
+        pixels = self.classifier.preprocess(image)[None] if isinstance(image, Image.Image) else image[:1]
+        pixels = pixels.to(self.classifier.device)
         if class_name is None:
             target = int(self.classifier.probabilities(pixels)[0].argmax())
         else:
             target = self.classifier.class_names.index(class_name)
         with self._lock:
             heat = grad_cam(self.model, self.layer, pixels, target)
-        return self.classifier.class_names[target], overlay(self.classifier.model_view(image), heat)
+        return self.classifier.class_names[target], overlay(self.classifier.model_view(pixels), heat)
 
 
 def heat_mapper(classifier: ImageClassifier) -> HeatMapper | None:
