@@ -49,6 +49,7 @@ from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.serving.explain import HeatMapper, heat_mapper
 from flowers_hf.serving.onnx_backend import BACKENDS
 from flowers_hf.serving.recent import Recent
+from flowers_hf.serving.run import load_run
 from flowers_hf.serving.wording import heading, verdict
 
 logger = logging.getLogger("demo")
@@ -436,9 +437,8 @@ def _env_flag(name: str) -> bool | None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    classifier = ImageClassifier.from_pretrained(
-        args.model, device=args.device, revision=args.revision, tta=args.tta, backend=args.backend
-    )
+    run = load_run(args.model, device=args.device, revision=args.revision, tta=args.tta, backend=args.backend)
+    classifier = run.classifier
     demo = build_demo(classifier, example_images(), args.explain, args.max_batch_size, args.request_timeout)
     demo.queue(max_size=args.max_queue).launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size="50mb"
