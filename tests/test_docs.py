@@ -1,11 +1,11 @@
 """The commands in README.md and docs/*.md name presets that exist and flags their entry points accept.
 
-Each command in a fenced code block that runs ``python train.py``, ``python -m flowers_hf.<module>``,
-``accelerate launch … train.py …`` or ``torchrun … train.py …`` is read (backslash continuations joined, ``# …``
-comments dropped, a leading ``VAR=value``, ``time`` or ``srun`` skipped) and checked, never run: every ``--config``
-and ``--config_file`` file exists in the repository, and every ``--flag`` is an option string of the parser of that
-entry point (for ``accelerate launch`` and ``torchrun``, the launcher's flags against the launcher's parser and the
-flags after ``train.py`` against train.py's).
+Each command in a fenced code block that runs ``python train.py``, ``python demo/app.py``,
+``python -m flowers_hf.<module>``, ``accelerate launch … train.py …`` or ``torchrun … train.py …`` is read
+(backslash continuations joined, ``# …`` comments dropped, a leading ``VAR=value``, ``time`` or ``srun`` skipped)
+and checked, never run: every ``--config`` and ``--config_file`` file exists in the repository, and every
+``--flag`` is an option string of the parser of that entry point (for ``accelerate launch`` and ``torchrun``, the
+launcher's flags against the launcher's parser and the flags after ``train.py`` against train.py's).
 """
 
 from __future__ import annotations
@@ -70,6 +70,16 @@ def _push_options(subcommand: str | None) -> set[str]:
     return _option_strings(parser) | _option_strings(subcommands.choices[subcommand])
 
 
+def _demo_options(subcommand: str | None) -> set[str]:
+    """``python demo/app.py …``: the parser its ``parse_args`` builds."""
+    from demo import app
+
+    parser = argparse.ArgumentParser()
+    app._model_options(parser)
+    app._server_options(parser)
+    return _option_strings(parser)
+
+
 def _accelerate_options(subcommand: str | None) -> set[str]:
     from accelerate.commands.launch import launch_command_parser
 
@@ -90,6 +100,7 @@ ENTRY_POINTS: dict[str, Callable[[str | None], set[str]]] = {
     "flowers_hf.export": _export_options,
     "flowers_hf.data": _data_options,
     "flowers_hf.push": _push_options,
+    "demo/app.py": _demo_options,
 }
 SUBCOMMANDS = {"flowers_hf.push"}
 LAUNCHERS: dict[str, Callable[[str | None], set[str]]] = {
@@ -178,8 +189,8 @@ def parse_command(line: str) -> list[tuple[str, list[str]]] | None:
 
 
 def _entry_points(words: list[str]) -> list[tuple[str, list[str]]]:
-    if len(words) >= 2 and words[0] in ("python", "python3") and words[1] == "train.py":
-        return [("train.py", words[2:])]
+    if len(words) >= 2 and words[0] in ("python", "python3") and words[1] in ("train.py", "demo/app.py"):
+        return [(words[1], words[2:])]
     if len(words) >= 3 and words[0] in ("python", "python3") and words[1] == "-m":
         module = words[2]
         return [(module, words[3:])] if module.startswith("flowers_hf") else []
@@ -249,16 +260,18 @@ def test_a_wrong_flag_or_preset_is_reported(tmp_path):
         "accelerate launch --config_file accelerate_config.yaml --num_procesess 2 train.py --max_steps 1\n"
         "python -m flowers_hf.push push runs/r18 --repo USER/NAME --model USER/NAME\n"
         "python bench/run.py --anything\n"
+        "python demo/app.py --model runs/quickstart --prot 7861\n"
         "```\n"
     )
     found = collect([document])
-    assert [command.where.rsplit(":", 1)[1] for command in found] == ["3", "5", "6", "7", "8"]
+    assert [command.where.rsplit(":", 1)[1] for command in found] == ["3", "5", "6", "7", "8", "10"]
     reported = [problem for command in found for problem in problems(command)]
-    assert len(reported) == 4, reported
+    assert len(reported) == 5, reported
     for text in (
         "train.py: no flag --made_up_flag",
         "configs/no_such_preset.yaml: no such file",
         "accelerate launch: no flag --num_procesess",
         "flowers_hf.push: no flag --model",  # push-space's flag, not push's
+        "demo/app.py: no flag --prot",
     ):
         assert any(text in problem for problem in reported), (text, reported)
