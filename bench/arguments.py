@@ -185,3 +185,13 @@ class LoadArguments:
             self.requests = -(-SOAK_TOTAL // self.clients) if self.soak else 10 if self.compare_batching else 5
         if min(self.clients, self.requests, self.rounds, self.alone_requests) < 1 or self.max_s <= 0:
             raise ValueError("--clients, --requests, --rounds and --alone_requests must be at least 1, --max_s above 0")
+
+
+@dataclass
+class ExplainBenchArguments:
+    """The model to time, and how often."""
+
+    model: str | None = field(default=None, metadata={"help": "A run folder or Hub id; default: --architecture."})
+    architecture: str = field(default="resnet18", metadata={"help": "A timm model, random init, 102 classes."})
+    image_size: int | None = field(default=None, metadata={"help": "Its input size; default: the model's own."})
+    runs: int = field(default=40, metadata={"help": "Timed rounds, after 5 untimed ones."})

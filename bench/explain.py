@@ -28,7 +28,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,22 +49,13 @@ from flowers_hf.serving.explain import HeatMapper, grad_cam, overlay
 if __name__ == "__main__":  # python bench/explain.py puts bench/ on sys.path; the bench.* imports need the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.arguments import ExplainBenchArguments
 from bench.load import sample_photo
 from bench.timing import machine, milliseconds, percentile
 
 WARMUP = 5
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")  # as the demo's
-
-
-@dataclass
-class ExplainBenchArguments:
-    """The model to time, and how often."""
-
-    model: str | None = field(default=None, metadata={"help": "A run folder or Hub id; default: --architecture."})
-    architecture: str = field(default="resnet18", metadata={"help": "A timm model, random init, 102 classes."})
-    image_size: int | None = field(default=None, metadata={"help": "Its input size; default: the model's own."})
-    runs: int = field(default=40, metadata={"help": "Timed rounds, after 5 untimed ones."})
 
 
 def cpu_milliseconds(function: Callable[[], Any]) -> float:
