@@ -1,5 +1,5 @@
-"""The command-line arguments of ``bench/run.py`` (``BenchArguments``, shared by its helpers) and of
-``bench/load.py`` (``LoadArguments``, shared by the soak and the batching comparison)."""
+"""The command-line arguments of ``bench/run.py`` (``BenchArguments``, shared by its helpers), of ``bench/load.py``
+(``LoadArguments``, shared by the soak and the batching comparison) and of ``bench/explain.py``."""
 
 from __future__ import annotations
 
