@@ -161,6 +161,7 @@ def test_a_second_export_replaces_the_cards_onnx_section(tmp_path):
     assert 'backend="onnx-int8"' in text and text.endswith("## Limitations\n\n- some\n")
 
 
+@pytest.mark.slow  # two exports end to end, each a dynamo trace and an ONNX Runtime session
 def test_without_images_int8_is_dynamic_and_nothing_is_compared(untrained_folder):
     record = main([str(untrained_folder), "--quantize", "int8", "--int8_method", "dynamic", "--eval_split", "none"])
     assert record["int8"] == {"method": "dynamic", "weight_type": "QInt8"}
