@@ -1,8 +1,8 @@
 """Plain helpers and constants shared by the tests: ``from helpers import …`` (fixtures stay in conftest.py).
 
-Only the standard library, numpy, scipy and Pillow are imported here, never huggingface_hub, datasets or
-flowers_hf: conftest.py sets HF_HOME and the offline variables before those are imported, and this module must
-not be the one that imports them first, whoever imports it.
+Only the standard library, numpy, scipy and Pillow are imported here (matplotlib inside :func:`on_white`), never
+huggingface_hub, datasets or flowers_hf: conftest.py sets HF_HOME and the offline variables before those are
+imported, and this module must not be the one that imports them first, whoever imports it.
 """
 
 import json
