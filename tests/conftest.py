@@ -28,7 +28,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from gradio_client import Client  # noqa: E402
-from helpers import ROOT, TINY_RUN, free_port, write_oxford_files, write_oxford_jpgs  # noqa: E402
+from helpers import (  # noqa: E402
+    RESUME_ARGS,
+    ROOT,
+    TINY_RUN,
+    free_port,
+    write_oxford_files,
+    write_oxford_jpgs,
+)
 from PIL import Image  # noqa: E402
 
 from flowers_hf.data import load_data  # noqa: E402
@@ -77,6 +84,35 @@ def tiny_run(tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("tiny_run")
     train.main([*TINY_RUN, "--output_dir", str(output)])
     return output
+
+
+@pytest.fixture(scope="session")
+def resume_reference(tmp_path_factory) -> tuple[dict, Path]:
+    """``train.py`` with helpers.RESUME_ARGS, never interrupted, on one thread: what the run killed while saving
+    (test_resume.py) and the run stopped by a full disk (test_disk_full.py) must end equal to; its metrics and
+    folder (which the tests only read)."""
+    import train
+
+    output = tmp_path_factory.mktemp("resume_reference")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as those tests run: the same kernels in the same order, so reruns repeat exactly
+    try:
+        metrics = train.main([*RESUME_ARGS, "--output_dir", str(output)])
+    finally:
+        torch.set_num_threads(threads)
+    return metrics, output
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_run, tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of ``tiny_run`` (without its checkpoints: the run itself stays unexported) after
+    ``python -m flowers_hf.export RUN --format onnx --quantize int8``: onnx/model.onnx, a static int8 model calibrated
+    on the run's validation images, the comparison on its test split; the folder and the export's record."""
+    from flowers_hf.export.__main__ import main as export
+
+    run = tmp_path_factory.mktemp("tiny_export") / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("stage*"))
+    return run, export([str(run), "--format", "onnx", "--quantize", "int8"])
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
 """Plain helpers and constants shared by the tests: ``from helpers import …`` (fixtures stay in conftest.py).
 
-Only the standard library, numpy, scipy and Pillow are imported here, never huggingface_hub, datasets or
-flowers_hf: conftest.py sets HF_HOME and the offline variables before those are imported, and this module must
-not be the one that imports them first, whoever imports it.
+Only the standard library, numpy, scipy and Pillow are imported here (matplotlib inside :func:`on_white`), never
+huggingface_hub, datasets or flowers_hf: conftest.py sets HF_HOME and the offline variables before those are
+imported, and this module must not be the one that imports them first, whoever imports it.
 """
 
+import json
 import socket
 import struct
 import zlib
@@ -82,6 +83,29 @@ TINY_RUN = [
 ]  # fmt: skip
 
 
+RESUME_SECRET = "hf_resumeTestNotARealToken0123456789"
+# The resume and full-disk runs (test_resume.py, test_disk_full.py; their uninterrupted reference is conftest's
+# resume_reference): 4 classes × 40 images of 32 px (20 / 20 / 120 per split), batch 8: 3 steps an epoch, 4
+# epochs, a checkpoint an epoch. One DataLoader worker, not persistent (the default): a fresh worker each epoch
+# reseeds the augmentation from torch's RNG, which checkpoints restore (persistent workers would carry their stream
+# over from epoch 1; without workers Albumentations keeps its own).
+RESUME_ARGS = [
+    "--dataset", "synthetic", "--synthetic_num_classes", "4", "--synthetic_images_per_class", "40",
+    "--synthetic_image_size", "32", "--model", "test_resnet", "--pretrained", "false", "--image_size", "32",
+    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--learning_rate", "0.01",
+    "--num_train_epochs", "4", "--dataloader_num_workers", "1",
+    "--report_to", "none", "--disable_tqdm", "true", "--seed", "0", "--hub_token", RESUME_SECRET,
+]  # fmt: skip
+# The test scores a resumed run must give exactly as the uninterrupted one.
+RESUME_COMPARED = ("test_loss", "test_accuracy", "test_top5_accuracy", "test_macro_f1", "test_mean_per_class_accuracy")
+
+
+def stage1_evaluations(output: Path) -> list[tuple[float, float, float]]:
+    """``(epoch, eval_loss, eval_accuracy)`` of each evaluation of a run's stage 1."""
+    history = json.loads((output / "stage1" / "trainer_state.json").read_text())["log_history"]
+    return [(r["epoch"], r["eval_loss"], r["eval_accuracy"]) for r in history if "eval_loss" in r]
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -99,6 +123,26 @@ def black_png(width: int, height: int) -> bytes:
     row, packer = b"\0" * (1 + (width + 7) // 8), zlib.compressobj(9)
     idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def png_pixels(path: Path) -> np.ndarray:
+    """The RGB pixels of a figure, after checking that the file is a whole PNG."""
+    with Image.open(path) as image:
+        assert image.format == "PNG", f"{path} is a {image.format}, not a PNG"
+        image.load()  # every row decoded: a file cut short fails here
+        return np.asarray(image.convert("RGB"))
+
+
+def pixels_near(pixels: np.ndarray, colour: tuple[float, float, float], tolerance: float = 4) -> int:
+    """How many pixels are within ``tolerance`` of ``colour`` in every channel."""
+    return int((np.abs(pixels.astype(np.float64) - colour).max(axis=-1) <= tolerance).sum())
+
+
+def on_white(colour: str, alpha: float) -> tuple[float, float, float]:
+    """A matplotlib colour (e.g. ``"tab:blue"``) drawn with ``alpha`` on a white figure, in 0–255 RGB."""
+    from matplotlib.colors import to_rgb
+
+    return tuple(255 * (alpha * c + 1 - alpha) for c in to_rgb(colour))
 
 
 def free_port() -> int:

@@ -11,7 +11,10 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from test_resume import ARGS, COMPARED, _evaluations
+from helpers import RESUME_ARGS as ARGS
+from helpers import RESUME_COMPARED as COMPARED
+from helpers import stage1_evaluations
+from huggingface_hub import ModelCard
 from transformers import Trainer, pipeline
 
 import train
@@ -69,9 +72,9 @@ def test_an_atomic_folder_moves_nothing_when_the_write_fails(tmp_path):
 
 @pytest.mark.slow
 def test_a_checkpoint_on_a_full_disk_stops_the_run_and_the_rerun_resumes_from_the_last_complete_one(
-    tmp_path, monkeypatch, caplog
+    tmp_path, monkeypatch, caplog, resume_reference
 ):
-    reference = train.main([*ARGS, "--output_dir", str(tmp_path / "reference")])
+    reference, reference_dir = resume_reference  # trained once, for test_resume.py too
     output = tmp_path / "full"
     argv = [*ARGS, "--output_dir", str(output)]
     save_rng_state = Trainer._save_rng_state
@@ -93,11 +96,15 @@ def test_a_checkpoint_on_a_full_disk_stops_the_run_and_the_rerun_resumes_from_th
         resumed = train.main(argv)
     assert f"Resuming stage 1 from checkpoint {output / 'stage1' / 'checkpoint-6'}" in caplog.text
     assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
-    assert _evaluations(output) == _evaluations(tmp_path / "reference")
+    assert stage1_evaluations(output) == stage1_evaluations(reference_dir)
 
 
 @pytest.mark.slow
-def test_the_final_model_folder_is_never_left_half_written(tmp_path, monkeypatch, caplog):
+def test_the_final_model_folder_is_never_left_half_written_and_reports_on_a_full_disk_are_written_by_the_rerun(
+    tmp_path, monkeypatch, caplog
+):
+    # One run, three attempts: the disk fills up while the model folder is written, then while the reports are,
+    # then there is space again. Training ends in the first; the others find the stage finished.
     output = tmp_path / "run"
     argv = [*ARGS, "--num_train_epochs", "1", "--output_dir", str(output)]
     save_for_hf = modeling.save_for_hf
@@ -114,28 +121,25 @@ def test_the_final_model_folder_is_never_left_half_written(tmp_path, monkeypatch
     assert not (output / "model.safetensors").exists() and not (output / "config.json").exists()
     assert not list(output.glob(".writing-*"))
 
-    monkeypatch.setattr(modeling, "save_for_hf", save_for_hf)
-    metrics = train.main(argv)  # the stage is finished: only the folder is written
-    image = load_data(args=parse_args((DataArguments,), argv[:8])[0]).splits["test"][0]["image"]
-    assert len(pipeline("image-classification", model=str(output))(image)) == 4  # a whole model, loadable
-    assert json.loads((output / "test_results.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
-
-
-@pytest.mark.slow
-def test_reports_on_a_full_disk_stop_with_the_folder_named_and_the_rerun_writes_them(tmp_path, monkeypatch, caplog):
-    output = tmp_path / "run"
-    argv = [*ARGS, "--num_train_epochs", "1", "--output_dir", str(output)]
-
     def full(*args, **kwargs):
         raise FULL
 
+    monkeypatch.setattr(modeling, "save_for_hf", save_for_hf)
     monkeypatch.setattr(run_folder, "write_model_card", full)
     line = _run_failing(argv, caplog)
     assert f"writing {output}: it needs about 20 MB" in line
-    assert (output / "model.safetensors").is_file()  # written whole before the reports
+    assert (output / "model.safetensors").is_file() and not (output / "README.md").exists()
+    image = load_data(args=parse_args((DataArguments,), argv[:8])[0]).splits["test"][0]["image"]
+    assert len(pipeline("image-classification", model=str(output))(image)) == 4  # written whole before the reports
+
     monkeypatch.undo()
-    train.main(argv)
-    assert (output / "README.md").is_file()
+    metrics = train.main(argv)  # the stage is finished: only the folder and the reports are written
+    assert len(pipeline("image-classification", model=str(output))(image)) == 4  # a whole model, loadable
+    assert json.loads((output / "test_results.json").read_text())["test_accuracy"] == metrics["test_accuracy"]
+    card = ModelCard.load(output / "README.md")  # the card of this run's scores, not an empty file
+    (accuracy,) = [r for r in card.data.eval_results if (r.metric_type, r.dataset_split) == ("accuracy", "test")]
+    assert accuracy.metric_value == round(metrics["test_accuracy"], 4)
+    assert "test_resnet" in card.text
 
 
 def test_the_decoded_copy_is_never_used_half_written(tmp_path, monkeypatch, tiny_synthetic):

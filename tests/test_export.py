@@ -1,10 +1,12 @@
 """python -m flowers_hf.export and the ONNX backends: parity with transformers' pipeline, the int8 model's agreement
 and accuracy change, the record and model card section, serving (ImageClassifier, the demo), the Hub push, errors."""
 
+import asyncio
+import base64
 import importlib.util
+import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,16 +43,10 @@ TINY_DATA = DataArguments(
 )
 
 
-def _copy_run(run: Path, destination: Path) -> Path:
-    """The run folder without its checkpoints: the session's tiny_run stays as the other tests expect it."""
-    return Path(shutil.copytree(run, destination, ignore=shutil.ignore_patterns("stage*")))
-
-
 @pytest.fixture(scope="module")
-def exported(tiny_run, tmp_path_factory) -> tuple[Path, dict]:
-    run = _copy_run(tiny_run, tmp_path_factory.mktemp("export") / "run")
-    record = main([str(run), "--format", "onnx", "--quantize", "int8"])
-    return run, record
+def exported(tiny_export) -> tuple[Path, dict]:
+    """The session's export of the tiny run (conftest.py): ``--format onnx --quantize int8``, compared on test."""
+    return tiny_export
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +161,7 @@ def test_a_second_export_replaces_the_cards_onnx_section(tmp_path):
     assert 'backend="onnx-int8"' in text and text.endswith("## Limitations\n\n- some\n")
 
 
+@pytest.mark.slow  # two exports end to end, each a dynamo trace and an ONNX Runtime session
 def test_without_images_int8_is_dynamic_and_nothing_is_compared(untrained_folder):
     record = main([str(untrained_folder), "--quantize", "int8", "--int8_method", "dynamic", "--eval_split", "none"])
     assert record["int8"] == {"method": "dynamic", "weight_type": "QInt8"}
@@ -224,10 +221,21 @@ def test_the_demo_serves_the_int8_model_with_the_same_preprocessing(exported):
     run, _ = exported
     served = ImageClassifier.from_pretrained(run, backend="onnx-int8")
     demo = app.build_demo(served)
-    assert demo is not None
     flat = Image.new("RGB", (64, 48), (200, 100, 50))
     assert np.array_equal(served.model_view(flat), ImageClassifier.from_pretrained(run).model_view(flat))
     assert sum(served.predict(flat, top_k=6).values()) == pytest.approx(1.0, abs=1e-5)
+    # The built demo's own handlers, called as Gradio calls them: a pasted photo (a data: URL) in, the int8 model's
+    # top 5 and the PyTorch model's view of the photo out.
+    buffer = io.BytesIO()
+    flat.save(buffer, "PNG")
+    upload = {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
+    handlers = {fn.api_name: fn.fn for fn in demo.fns.values() if fn.api_name == "predict"}
+    handlers |= {fn.fn.__name__: fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "model_view"}
+    ((answer,),) = asyncio.run(handlers["predict"]([upload]))
+    assert list(answer) == list(served.predict(flat, top_k=5))
+    assert answer == pytest.approx(served.predict(flat, top_k=5), abs=1e-6)
+    view = ImageClassifier.from_pretrained(run).model_view(flat)
+    assert np.array_equal(handlers["model_view"](upload), app.enlarged(view))
 
 
 @pytest.mark.slow

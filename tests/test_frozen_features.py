@@ -29,10 +29,16 @@ N_TRAIN, N_VALIDATION, N_TEST, EPOCHS = 80, 80, 480, 3
 CHECKED = 2 * 8
 
 
+# The quick tests' data: TINY's classes and image size, a quarter of its images (20 training, 20 validation).
+SMALL = DataArguments(
+    dataset="synthetic", synthetic_num_classes=4, synthetic_images_per_class=40, synthetic_image_size=32
+)
+SMALL_TRAIN = 20
+
+
 @pytest.fixture(scope="module")
 def tiny_data():
-    data_args = parse_args((DataArguments,), TINY[:8])[0]
-    return load_data(args=data_args).splits
+    return load_data(args=SMALL).splits
 
 
 def _features(name: str, tiny_data, tmp_path, views: int = 0, **model_kwargs) -> tuple[FrozenFeatures, torch.nn.Module]:
@@ -96,13 +102,13 @@ def test_features_are_computed_once_and_again_when_the_backbone_changes(tiny_dat
 
 def test_probe_views_are_augmented_distinct_and_repeatable(tiny_data, tmp_path):
     augmented = _features("test_resnet", tiny_data, tmp_path, views=3)[0].training()
-    assert augmented.views.shape[:2] == (3, N_TRAIN)
+    assert augmented.views.shape[:2] == (3, SMALL_TRAIN)
     assert not torch.allclose(augmented.views[0], augmented.views[1])
     repeat = _features("test_resnet", tiny_data, tmp_path, views=3)[0].training()
     assert torch.equal(augmented.views, repeat.views)  # a resumed run trains on the same views
     plain, _ = _features("test_resnet", tiny_data, tmp_path, views=1)
     unaugmented = plain.training()
-    assert unaugmented.views.shape[:2] == (1, N_TRAIN)
+    assert unaugmented.views.shape[:2] == (1, SMALL_TRAIN)
     # One view, no augmentation: what the eval transform gives, the same on every epoch.
     again = plain.training()
     assert torch.equal(unaugmented.views, again.views)

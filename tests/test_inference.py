@@ -1,8 +1,6 @@
 """The inference wrapper the demo and the benchmarks use: loaded from a run folder, it agrees with `pipeline`; a batch
 gives what each photo gives alone."""
 
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -102,11 +100,10 @@ def _assert_batch_equals_alone(classifier: ImageClassifier, photos: list, tolera
 
 
 @pytest.fixture(scope="module")
-def exported_run(tiny_run, tmp_path_factory):
-    """A copy of the tiny run with its ONNX exports (int8 static: calibrated on the run's validation images)."""
-    run = shutil.copytree(tiny_run, tmp_path_factory.mktemp("batch") / "run", ignore=shutil.ignore_patterns("stage*"))
-    export([str(run), "--format", "onnx", "--quantize", "int8", "--eval_split", "none"])
-    return run
+def exported_run(tiny_export):
+    """The session's copy of the tiny run with its ONNX exports (conftest.py; int8 static: calibrated on the run's
+    validation images), shared with test_export.py."""
+    return tiny_export[0]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 import pytest
 import timm
 import torch
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from flowers_hf.training.layer_groups import describe_trainable, parameter_groups, set_trainable
 
@@ -85,9 +86,19 @@ def test_everything_trainable_again_restores_regular_batchnorm():
 def test_frozen_model_still_loads_its_own_state_dict():
     model = _model()
     set_trainable(model, parameter_groups(model), last_n=1)
+    with torch.no_grad():  # weights and BatchNorm statistics that no freshly built model has
+        for tensor in model.state_dict().values():
+            tensor.add_(torch.rand_like(tensor) + 0.5)
     copy = _model()
     set_trainable(copy, parameter_groups(copy), last_n=1)
+    source, before = _snapshot(model), _snapshot(copy)
+    assert set(source) == set(before)
+    assert not any(torch.equal(source[k], before[k]) for k in source)  # a load that copies nothing fails below
     copy.load_state_dict(model.state_dict())
+    assert all(torch.equal(tensor, source[k]) for k, tensor in _snapshot(copy).items())
+    # Still frozen as before the load: the head alone trains, the backbone's BatchNorm stays frozen.
+    assert {name for name, p in copy.named_parameters() if p.requires_grad} == {"fc.weight", "fc.bias"}
+    assert isinstance(copy.bn1, FrozenBatchNorm2d) and isinstance(copy.layer4[0].bn1, FrozenBatchNorm2d)
 
 
 def test_too_many_groups_is_an_error():

@@ -7,6 +7,8 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from helpers import on_white, pixels_near, png_pixels
+from matplotlib import colormaps
 from PIL import Image
 
 from flowers_hf.data.identity import identify
@@ -109,17 +111,34 @@ def test_the_report_writes_the_mistakes_the_accuracy_per_class_and_the_confused_
         ("hard-leaved pocket orchid", "canterbury bells", 1),
         ("canterbury bells", "pink primrose", 1),
     }
-    for name in (TOP_MISTAKES, PER_CLASS_ACCURACY, "confusion_matrix.png", "classification_report.json"):
-        assert (tmp_path / name).is_file()
-    for name in (TOP_MISTAKES, PER_CLASS_ACCURACY):
-        with Image.open(tmp_path / name) as image:
-            image.verify()
-            assert image.format == "PNG" and min(image.size) > 200
+    # Predictions 0, 1, 1, 2, 2, 0 against 0, 0, 1, 1, 2, 2: one right of two for each class, each way.
+    report = json.loads((tmp_path / "classification_report.json").read_text())
+    for name in NAMES:
+        assert report[name] == {"precision": 0.5, "recall": 0.5, "f1-score": 0.5, "support": 2}
+    assert report["accuracy"] == 0.5
+    # The figures, read back. The three mistaken images, flat colours through the eval transform, as the model saw
+    # them (a cell of about 160 × 160 pixels each):
+    mistakes = png_pixels(tmp_path / TOP_MISTAKES)
+    assert min(mistakes.shape[:2]) > 200
+    for row in (3, 1, 5):
+        assert pixels_near(mistakes, COLOURS[row], tolerance=2) > 10_000, row
+    assert pixels_near(mistakes, COLOURS[0], tolerance=2) == 0  # a right answer is not shown
+    # The row-normalised confusion matrix: six cells at 0.5 and three at 0 (beside the colour bar's thin bands).
+    matrix = png_pixels(tmp_path / "confusion_matrix.png")
+    half, empty = (pixels_near(matrix, 255 * np.asarray(colormaps["Blues"](v)[:3]), tolerance=1) for v in (0.5, 0.0))
+    assert empty > 10_000 and half == pytest.approx(2 * empty, rel=0.15)
+    # Every class's bar is red: all three are among the ten worst named.
+    accuracy = png_pixels(tmp_path / PER_CLASS_ACCURACY)
+    assert min(accuracy.shape[:2]) > 200 and pixels_near(accuracy, on_white("tab:red", 1.0), tolerance=2) > 10_000
 
 
 def test_without_the_images_there_is_no_mistakes_figure(tmp_path):
     write_test_report(LOGITS, LABELS, NAMES, tmp_path)
     assert (tmp_path / CONFUSIONS_FILE).is_file() and not (tmp_path / TOP_MISTAKES).exists()
+
+
+# What the stubbed eval transform below turns each of COLOURS[:2] into: colours no figure has of its own.
+SHOWN = {COLOURS[0]: (0, 255, 0), COLOURS[1]: (255, 0, 255)}
 
 
 def test_the_mistakes_figure_shows_each_image_through_the_eval_pipeline(tmp_path, monkeypatch):
@@ -128,7 +147,8 @@ def test_the_mistakes_figure_shows_each_image_through_the_eval_pipeline(tmp_path
     def eval_transform(prep):
         def transform(image):
             seen.append(image.getpixel((0, 0)))
-            return torch.zeros(3, *prep.input_size)
+            shown = torch.tensor(SHOWN[image.getpixel((0, 0))]) / 255.0  # normalised, as the real transform does
+            return ((shown - torch.tensor(prep.mean)) / torch.tensor(prep.std))[:, None, None].expand(3, 24, 24)
 
         return transform
 
@@ -137,11 +157,18 @@ def test_the_mistakes_figure_shows_each_image_through_the_eval_pipeline(tmp_path
     images = [Image.new("RGB", (20, 20), colour) for colour in COLOURS[:2]]
     mistakes = [Mistake(4, 2, 0, 0.9), Mistake(0, 0, 1, 0.8)]
     plot_top_mistakes(images, mistakes, prep, NAMES, tmp_path / "m.png")
-    assert seen == COLOURS[:2] and (tmp_path / "m.png").is_file()
+    assert seen == COLOURS[:2]
+    # The figure shows the transform's output, de-normalised, not the images as they came.
+    shown = png_pixels(tmp_path / "m.png")
+    for original, colour in SHOWN.items():
+        assert pixels_near(shown, colour, tolerance=1) > 10_000 and pixels_near(shown, original, tolerance=8) == 0
     with pytest.raises(ValueError, match="an image per mistake"):
         plot_top_mistakes(images[:1], mistakes, prep, NAMES, tmp_path / "n.png")
     plot_top_mistakes([], [], prep, NAMES, tmp_path / "none.png")  # a perfect split
-    assert (tmp_path / "none.png").is_file()
+    none = png_pixels(tmp_path / "none.png")
+    assert not any(pixels_near(none, colour, tolerance=1) for colour in SHOWN.values())
+    assert pixels_near(none, (255, 255, 255), tolerance=0) < none.shape[0] * none.shape[1]  # its text, in grey
+    assert pixels_near(none, (128, 128, 128), tolerance=40) > 50
 
 
 def test_classes_are_sorted_worst_first_and_those_without_images_left_out(tmp_path):

@@ -8,7 +8,8 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ROOT, TINY_RUN, write_imagefolder
+import torch
+from helpers import ROOT, TINY_RUN, on_white, pixels_near, png_pixels, write_imagefolder
 from PIL import Image
 
 from flowers_hf.core.errors import ArgumentError
@@ -27,6 +28,27 @@ app = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(app)
 
 KNOWN, UNKNOWN = np.array([0.9, 0.8, 0.7, 0.6]), np.array([0.75, 0.5, 0.3])
+# The tiny run's data (helpers.TINY_RUN): 6 synthetic classes of 40 images at 32 px.
+TINY_DATA = DataArguments(
+    dataset="synthetic", synthetic_num_classes=6, synthetic_images_per_class=40, synthetic_image_size=32
+)
+
+
+def _logits(classifier: ImageClassifier, images: list) -> np.ndarray:
+    with torch.inference_mode():
+        return np.concatenate(
+            [classifier.logits(torch.stack([classifier.preprocess(image) for image in images[i : i + 64]])).numpy()
+             for i in range(0, len(images), 64)]
+        )  # fmt: skip
+
+
+def assert_score_figure(path, panels: int) -> None:
+    """``ood_scores.png`` is a row of ``panels`` histograms with both the known (blue) and the unknown (red) scores."""
+    pixels = png_pixels(path)
+    height, width, _ = pixels.shape
+    assert height > 200 and width > (panels - 0.5) * height  # the panels side by side
+    for colour in ("tab:blue", "tab:red"):  # each histogram's bars, drawn at alpha 0.6 on white
+        assert pixels_near(pixels, on_white(colour, 0.6)) > 500 * panels, colour
 
 
 def test_auroc_counts_the_pairs_a_known_image_wins_ties_half():
@@ -188,11 +210,23 @@ def test_evaluate_ood_reports_the_scores_and_stores_the_rule(tiny_run, tmp_path)
     run = shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("stage*"))  # the fixture stays
     main([str(run), "--ood", "synthetic_ood", "--disable_tqdm", "true"])
     report = json.loads((run / "eval_test" / "ood.json").read_text())
-    assert (run / "eval_test" / "ood_scores.png").stat().st_size > 10_000
+    assert_score_figure(run / "eval_test" / "ood_scores.png", panels=3)
     assert report["num_ood"] == 30 * len(KINDS) and report["num_known"] == 6 * 30  # 40 per class or kind: 30 test
     assert set(report["scores"]) == {"msp", "max_logit", "energy"}
-    for entry in report["scores"].values():
-        assert 0 <= entry["auroc"] <= 1 and 0 <= entry["fpr_at_95_tpr"] <= 1 and 0 <= entry["ood_accepted"] <= 1
+    # By hand, from the saved model's (temperature-scaled) logits on the test images and on the unknown ones.
+    known_logits = _logits(ImageClassifier.from_pretrained(tiny_run), load_data(args=TINY_DATA).splits["test"]["image"])
+    unknown_images = load_outside_images("synthetic_ood", TINY_DATA)["image"]
+    unknown_logits = _logits(ImageClassifier.from_pretrained(tiny_run), unknown_images)
+    for name, entry in report["scores"].items():
+        known, unknown = known_score(known_logits, name), known_score(unknown_logits, name)
+        # AUROC: the share of (known, unknown) pairs the known image wins, ties half.
+        wins = (known[:, None] > unknown[None, :]).mean() + 0.5 * (known[:, None] == unknown[None, :]).mean()
+        assert entry["auroc"] == pytest.approx(wins, abs=1e-4), name
+        # FPR at 95 % TPR: the unknown share at or above the highest threshold that keeps 171 of the 180 known.
+        kept_from = np.sort(known)[::-1][math.ceil(0.95 * len(known)) - 1]
+        assert entry["fpr_at_95_tpr"] == pytest.approx(np.mean(unknown >= kept_from), abs=1e-9), name
+        assert entry["known_accepted"] == pytest.approx(np.mean(known >= entry["threshold"]), abs=1e-9), name
+        assert entry["ood_accepted"] == pytest.approx(np.mean(unknown >= entry["threshold"]), abs=1e-9), name
     calibration = json.loads((tiny_run / "config.json").read_text())["calibration"]
     assert report["unsure_threshold"] == calibration["unsure_threshold"]
     assert report["scores"]["msp"]["threshold"] == pytest.approx(calibration["unsure_threshold"], abs=1e-5)
@@ -214,7 +248,8 @@ def test_holdout_classes_trains_on_the_others_and_scores_the_held_out_as_unknown
     names = config["label_names"]  # the model's id2label
     assert len(names) == 4 and not set(names) & set(report["held_out_classes"])
     assert len(report["held_out_classes"]) == 2 and report["num_ood"] == 2 * 30 and report["num_known"] == 4 * 30
-    assert config["ood"] == report["recommended"] and (tmp_path / "ood_scores.png").is_file()
+    assert config["ood"] == report["recommended"]
+    assert_score_figure(tmp_path / "ood_scores.png", panels=3)
     assert report["scores"]["msp"]["threshold"] == pytest.approx(config["calibration"]["unsure_threshold"])
     card = (tmp_path / "README.md").read_text()
     assert "`--holdout_classes 2`" in card and "![Open-set scores](ood_scores.png)" in card

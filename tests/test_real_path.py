@@ -44,6 +44,7 @@ PRESETS = {
         "tf_efficientnet_b3.in1k", "conv_stem.weight", ["--num_train_epochs", "1", "--stage2_epochs", "1"], False
     ),
 }  # fmt: skip
+TEST_KEYS = {"test_accuracy", "test_top5_accuracy", "test_macro_f1", "test_mean_per_class_accuracy"}
 # What the test may change: steps, epochs and image size (and where the run goes).
 OVERRIDES = ["--max_steps", "1", "--image_size", "32"]
 
@@ -148,6 +149,7 @@ def test_a_reference_preset_trains_on_the_hub_copy_and_weights_then_again_offlin
         saved = load_file(str(folder / "model.safetensors"))
         assert torch.equal(saved[frozen], served[frozen])
         assert len(list(folder.glob("stage*/trainer_state.json"))) == len(epochs) // 2  # a flag and a value a stage
+        assert set(json.loads((folder / "test_results.json").read_text())) >= TEST_KEYS  # the run scored its test split
         card = (folder / "README.md").read_text()
         assert f"datasets/{DEFAULT_HUB_DATASET}" in card and "not the official Flowers-102 split" in card
         assert f"[timm/{tag}](https://huggingface.co/timm/{tag})" in card  # the initial weights it names

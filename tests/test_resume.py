@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import RESUME_ARGS, RESUME_COMPARED, RESUME_SECRET, ROOT, stage1_evaluations
 from safetensors.torch import save_file
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
@@ -30,18 +30,7 @@ from flowers_hf.training.interrupt import SaveOnInterrupt, TrainingInterrupted
 from flowers_hf.training.layer_groups import parameter_groups
 from flowers_hf.training.stages import Stage, run_stage
 
-SECRET = "hf_resumeTestNotARealToken0123456789"
-# 4 classes × 40 images of 32 px (20 / 20 / 120 per split), batch 8: 3 steps an epoch, 4 epochs, a checkpoint an
-# epoch. One DataLoader worker, not persistent (the default): a fresh worker each epoch reseeds the augmentation
-# from torch's RNG, which checkpoints restore (persistent workers would carry their stream over from epoch 1;
-# without workers Albumentations keeps its own).
-ARGS = [
-    "--dataset", "synthetic", "--synthetic_num_classes", "4", "--synthetic_images_per_class", "40",
-    "--synthetic_image_size", "32", "--model", "test_resnet", "--pretrained", "false", "--image_size", "32",
-    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--learning_rate", "0.01",
-    "--num_train_epochs", "4", "--dataloader_num_workers", "1",
-    "--report_to", "none", "--disable_tqdm", "true", "--seed", "0", "--hub_token", SECRET,
-]  # fmt: skip
+SECRET, ARGS = RESUME_SECRET, RESUME_ARGS  # 4 classes × 40 images, 4 epochs of 3 steps: see helpers.py
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,22 +43,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-COMPARED = ("test_loss", "test_accuracy", "test_top5_accuracy", "test_macro_f1", "test_mean_per_class_accuracy")
-
-
-def _evaluations(output: Path) -> list[tuple[float, float, float]]:
-    history = json.loads((output / "stage1" / "trainer_state.json").read_text())["log_history"]
-    return [(r["epoch"], r["eval_loss"], r["eval_accuracy"]) for r in history if "eval_loss" in r]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
     [[], ["--freeze_backbone", "true", "--probe_views", "3"]],
     ids=["images", "probe_views"],  # the classifier on precomputed views of a frozen backbone
 )
-def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint_and_ends_the_same(tmp_path, caplog, extra):
-    reference = train.main([*ARGS, *extra, "--output_dir", str(tmp_path / "reference")])
+def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint_and_ends_the_same(
+    tmp_path, caplog, request, extra
+):
+    if extra:
+        reference_dir = tmp_path / "reference"
+        reference = train.main([*ARGS, *extra, "--output_dir", str(reference_dir)])
+    else:  # the run test_disk_full.py's full disk must end equal to as well: trained once for both
+        reference, reference_dir = request.getfixturevalue("resume_reference")
     output = tmp_path / "killed"
     argv = [*ARGS, *extra, "--output_dir", str(output)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -86,11 +73,11 @@ def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint_and
     # Exactly equal, not approximately: the RNG states, sampler epoch, schedule, optimizer and early-stopping count
     # come back from the checkpoint, and on one machine with the same thread count every CPU kernel repeats its
     # floating-point operations in the same order. Any tolerance would hide a state that was not restored.
-    assert {k: resumed[k] for k in COMPARED} == {k: reference[k] for k in COMPARED}
-    assert _evaluations(output) == _evaluations(tmp_path / "reference")
+    assert {k: resumed[k] for k in RESUME_COMPARED} == {k: reference[k] for k in RESUME_COMPARED}
+    assert stage1_evaluations(output) == stage1_evaluations(reference_dir)
 
     # The Hub token given on the command line is in no file of either run and in no log line.
-    for path in [*output.rglob("*"), *(tmp_path / "reference").rglob("*")]:
+    for path in [*output.rglob("*"), *reference_dir.rglob("*")]:
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in caplog.text and SECRET not in done.stderr
 

@@ -4,9 +4,15 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from helpers import ROOT
+
+from flowers_hf.data import load_data
+from flowers_hf.data.arguments import DataArguments
+from flowers_hf.data.subset import sample_split
+from flowers_hf.serving.classifier import ImageClassifier
 
 pytestmark = pytest.mark.slow  # bench/robustness.py end to end: two trainings and two evaluations
 
@@ -33,9 +39,23 @@ def test_both_recipes_are_trained_evaluated_and_compared(tmp_path):
     *table, last = done.stdout.strip().splitlines()
     results = json.loads(last)["results"]
     assert set(results) == {"plain", "robust"}
+    data_args = DataArguments(**{k: TINY[k] for k in TINY if k.startswith(("dataset", "synthetic"))})
+    subset = sample_split(load_data(args=data_args).splits["test"], 12)  # evaluate's --max_eval_samples rule
     for name, figures in results.items():
         assert figures["images"] == 12 and len(figures["per_corruption"]) == 12
-        assert all(0 <= figures[key] <= 1 for key in ("accuracy", "mean_corruption_accuracy", "tta_accuracy"))
+        # By hand, from the run folder the recipe trained: top-1 on the 12 images, plain and with ten-crop TTA.
+        for key, tta in (("accuracy", None), ("tta_accuracy", "ten_crop")):
+            classifier = ImageClassifier.from_pretrained(tmp_path / "compare" / name, tta=tta)
+            answers = [next(iter(classifier.predict(image, top_k=1))) for image in subset["image"]]
+            right = sum(
+                answer == classifier.class_names[label] for answer, label in zip(answers, subset["label"], strict=True)
+            )
+            assert figures[key] == pytest.approx(right / 12), (name, key)
+        # The mean corruption accuracy is the mean over the corruptions (each the mean over its severities).
+        assert figures["mean_corruption_accuracy"] == pytest.approx(np.mean(list(figures["per_corruption"].values())))
+        if figures["accuracy"]:
+            relative = figures["mean_corruption_accuracy"] / figures["accuracy"]
+            assert figures["relative_mean_corruption_accuracy"] == pytest.approx(relative)
         # The robust preset's options reached training: its run folder recorded them.
         config = yaml.safe_load((tmp_path / "compare" / name / "train_config.yaml").read_text())
         assert (config["augment"], config["mixup_alpha"]) == (("strong", 0.2) if name == "robust" else ("default", 0))

@@ -124,22 +124,48 @@ def test_two_processes_give_the_one_big_batch_update(tmp_path):
     assert torch.allclose(torch.load(tmp_path / "weight.pt"), _expected_step(), atol=1e-6)
 
 
+class _Recording(_Linear):
+    """Keeps the top-1 prediction of every training forward pass, as the step saw it (before its update)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.predicted: list[torch.Tensor] = []
+
+    def forward(self, pixel_values, labels=None):
+        outputs = super().forward(pixel_values, labels)
+        if self.training:
+            self.predicted.append(outputs["logits"].argmax(-1).detach().clone())
+        return outputs
+
+
 def test_training_logs_include_accuracy(tmp_path):
     args = TrainingArguments(
         output_dir=str(tmp_path),
         per_device_train_batch_size=4,
         num_train_epochs=2,
+        learning_rate=1.0,  # large steps: the predictions change from one batch to the next
+        optim="sgd",
+        lr_scheduler_type="constant",
         logging_strategy="epoch",
         report_to=[],
         save_strategy="no",
         use_cpu=True,
         disable_tqdm=True,
     )
-    trainer = ClassWeightedTrainer(model=_Linear(), args=args, train_dataset=_vectors(), loss=WeightedCrossEntropy())
+    model = _Recording()
+    trainer = ClassWeightedTrainer(model=model, args=args, train_dataset=_vectors(), loss=WeightedCrossEntropy())
+    trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
     trainer.train()
     logged = [record["train_accuracy"] for record in trainer.state.log_history if "train_accuracy" in record]
-    assert len(logged) == 2
-    assert all(0.0 <= value <= 1.0 for value in logged)
+    # By hand: each epoch's 8 predictions (two batches of 4, in order) against the labels, counted afresh each epoch.
+    labels = _vectors()[:]["labels"]
+    assert len(model.predicted) == 4
+    by_hand = [
+        round(float((torch.cat(model.predicted[2 * epoch : 2 * epoch + 2]) == labels).float().mean()), 4)
+        for epoch in range(2)
+    ]
+    assert logged == by_hand
+    assert by_hand[0] != by_hand[1]  # so that counts carried over from epoch 1 would give a wrong epoch 2
 
 
 def test_backbone_learning_rate_scale_splits_head_and_backbone(tmp_path):
