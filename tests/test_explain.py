@@ -163,6 +163,7 @@ def test_the_app_shows_the_why_view_where_the_model_has_one(classifier, tmp_path
     assert _why_block(app.build_demo(ImageClassifier.from_pretrained(tmp_path))).visible is False
 
 
+@pytest.mark.slow  # a bench script end to end
 def test_the_benchmark_times_the_prediction_the_heat_map_and_a_click_in_turn(capsys):
     from bench import explain as bench_explain
 
