@@ -5,7 +5,6 @@ import pytest
 from huggingface_hub import ModelCard
 
 from flowers_hf.core.errors import ArgumentError, HubPushError
-from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.identity import identify
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.evaluate import publish_results
@@ -100,15 +99,16 @@ def test_the_same_measurement_again_replaces_its_value_and_another_one_is_added(
 
 
 def test_evaluate_records_the_whole_split_in_the_card_and_leaves_a_subset_out(card_path, tmp_path):
-    data_args = DataArguments(dataset="synthetic")
+    dataset = identify("synthetic")  # as load_data returns it with the splits
     subset = EvaluationArguments(model=str(card_path.parent), max_eval_samples=10)
     before = card_path.read_text()
-    publish_results(LATER, subset, data_args, tmp_path)
+    publish_results(LATER, subset, dataset, tmp_path)
     assert card_path.read_text() == before
     whole = EvaluationArguments(model=str(card_path.parent), tta_views="flip")
-    publish_results(LATER, whole, data_args, tmp_path)
+    publish_results(LATER, whole, dataset, tmp_path)
     assert ("Accuracy with test-time augmentation", "test", "{'views': 'flip'}") in _entries(card_path)
-    publish_results(LATER, EvaluationArguments(model=str(card_path.parent), update_card=False), data_args, tmp_path)
+    no_card = EvaluationArguments(model=str(card_path.parent), update_card=False)
+    publish_results(LATER, no_card, dataset, tmp_path)
     assert len(_entries(card_path)) == 6  # 3 of training, 3 added once
 
 
