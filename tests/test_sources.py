@@ -161,6 +161,6 @@ def test_summary_json_is_serialisable(tiny_synthetic):
 
 
 def test_the_loader_returns_the_identity_with_the_splits(tiny_args):
-    loaded = load_data(args=tiny_args).splits
+    loaded = load_data(args=tiny_args)
     assert loaded.identity.synthetic and loaded.identity.subject == "flower"
     assert loaded.identity.split_sizes == {name: len(split) for name, split in loaded.splits.items()}
