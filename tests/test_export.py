@@ -230,12 +230,12 @@ def test_the_demo_serves_the_int8_model_with_the_same_preprocessing(exported):
     flat.save(buffer, "PNG")
     upload = {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
     handlers = {fn.api_name: fn.fn for fn in demo.fns.values() if fn.api_name == "predict"}
-    handlers |= {fn.fn.__name__: fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "model_view"}
+    handlers |= {fn.fn.__name__: fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "view"}
     ((answer,),) = asyncio.run(handlers["predict"]([upload]))
     assert list(answer) == list(served.predict(flat, top_k=5))
     assert answer == pytest.approx(served.predict(flat, top_k=5), abs=1e-6)
     view = ImageClassifier.from_pretrained(run).model_view(flat)
-    assert np.array_equal(handlers["model_view"](upload), app.enlarged(view))
+    assert np.array_equal(handlers["view"](upload), app.enlarged(view))
 
 
 @pytest.mark.slow

@@ -84,9 +84,8 @@ def test_push_space_uploads_the_demo_and_the_package(hub):
     result = _run(command, hub)
     assert result.returncode == 0, result.stderr
     files = hub.files[f"space:{SPACE}"]
-    assert {"app.py", "README.md", "requirements.txt", "flowers_hf/inference.py", "flowers_hf/__init__.py"} <= set(
-        files
-    )
+    expected = {"app.py", "README.md", "requirements.txt", "flowers_hf/serving/classifier.py", "flowers_hf/__init__.py"}
+    assert expected <= set(files)
     assert any(path.startswith("examples/") for path in files)
     assert not [path for path in files if "__pycache__" in path or path.endswith(".pyc")]
     card = files["README.md"].decode()
