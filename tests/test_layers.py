@@ -20,6 +20,8 @@ LAYERS = {
     "export": 7,  # python -m flowers_hf.export
     "evaluate": 8,  # python -m flowers_hf.evaluate
     "push": 8,  # python -m flowers_hf.push
+    "train": 8,  # train.py's work
+    "tune": 9,  # python -m flowers_hf.tune: trials are train.py runs
 }
 # Modules that are entry points inside a lower folder: they may import any layer below the top.
 ENTRY_POINTS = {"flowers_hf.data.__main__": 8}

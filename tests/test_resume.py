@@ -14,6 +14,7 @@ from helpers import RESUME_ARGS, RESUME_COMPARED, RESUME_SECRET, ROOT, stage1_ev
 from safetensors.torch import save_file
 from transformers import TrainerCallback, TrainerControl, TrainerState
 
+import flowers_hf.train
 import train
 from flowers_hf.core.cli import run_cli
 from flowers_hf.model.arguments import ModelArguments
@@ -95,7 +96,7 @@ class _CtrlC(TrainerCallback):
 
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_at_the_step_and_the_same_command_resumes(tmp_path, monkeypatch, caplog):
-    build_trainer = train.build_trainer
+    build_trainer = flowers_hf.train.build_trainer
 
     def with_ctrl_c(*args, **kwargs):
         trainer = build_trainer(*args, **kwargs)
@@ -106,7 +107,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_and_the_same_command_resumes(tmp_
     argv = [*ARGS, "--output_dir", str(tmp_path), "--learning_rate", "0", "--num_train_epochs", "6",
             "--early_stopping_patience", "2"]  # fmt: skip
     handler = signal.getsignal(signal.SIGINT)
-    monkeypatch.setattr(train, "build_trainer", with_ctrl_c)
+    monkeypatch.setattr(flowers_hf.train, "build_trainer", with_ctrl_c)
     with caplog.at_level(logging.INFO), pytest.raises(TrainingInterrupted, match="at step 8"):
         train.main(argv)
     assert signal.getsignal(signal.SIGINT) is handler
@@ -118,7 +119,7 @@ def test_ctrl_c_saves_a_checkpoint_at_the_step_and_the_same_command_resumes(tmp_
     assert not (tmp_path / "stage1" / "trainer_state.json").exists()  # the stage is not marked finished
     assert "stage 1 stopped by Ctrl-C at step 8" in caplog.text and "run the same command again" in caplog.text
 
-    monkeypatch.setattr(train, "build_trainer", build_trainer)
+    monkeypatch.setattr(flowers_hf.train, "build_trainer", build_trainer)
     caplog.clear()
     with caplog.at_level(logging.INFO):
         train.main(argv)

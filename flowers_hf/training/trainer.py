@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, Trainer
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from flowers_hf.core.disk import disk_full_guard
@@ -147,6 +147,7 @@ def build_trainer(
     eval_dataset: Dataset,
     class_weights: torch.Tensor | None,
     prep: Preprocessing | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> ClassWeightedTrainer:
     """The Trainer of one stage: weighted loss, offline metrics, early stopping on the validation metric; with
     ``FlowersTrainingArguments``' options, mixup/CutMix of the training batches and an EMA of the weights.
@@ -158,12 +159,13 @@ def build_trainer(
         eval_dataset: the validation split with the eval transform attached.
         class_weights: per-class loss weights, or ``None``.
         prep: the model's input contract, whose mean and std turn uint8 batches into its input on the device.
+        callbacks: more Trainer callbacks (a search's pruning callback).
     """
     if args.push_to_hub:
         # The Trainer would push every stage's checkpoints as it saves them; train.py publishes the finished
         # model folder once instead (flowers_hf.reporting.publish.push_model).
         args = dataclasses.replace(args, push_to_hub=False)
-    callbacks = []
+    callbacks = list(callbacks)
     if args.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience))
     if args.ema_decay > 0:
