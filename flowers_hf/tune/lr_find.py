@@ -14,6 +14,7 @@ import logging
 import math
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -102,40 +103,34 @@ def _valley(losses: np.ndarray) -> int:
 
 
 def run_range_test(run: Any, args: Any, options: LrFindArguments) -> RangeTest:
-    """The range test on ``run`` (a ``flowers_hf.train.Prepared``), for the stage ``options.stage``; the model's
-    weights and which of them train are as they were afterwards.
+    """The range test on a copy of ``run``'s model (``run``: a ``flowers_hf.train.Prepared``), for the stage
+    ``options.stage``: the run's own model is left as it was, weights, frozen layers and all.
 
     Args:
         run: the prepared run: model, parameter groups, data and Trainer factory.
         args: its ``FlowersTrainingArguments``.
         options: the range and the stopping rule.
     """
-    model = run.model
-    weights = copy.deepcopy(model.state_dict())
-    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
+    model = copy.deepcopy(run.model)
+    make_trainer = partial(run.make_trainer, model=model)
     with tempfile.TemporaryDirectory(prefix="lr_find_") as scratch:
-        try:
-            if options.stage == 2:
-                _train_stage_one(run, args, Path(scratch) / "stage1")
-            stage = plan_stages(args, len(run.groups))[options.stage - 1]
-            set_trainable(model.timm_model, run.groups, stage.trainable_groups)
-            return _probe(run, args, options, Path(scratch) / "probe")
-        finally:
-            model.load_state_dict(weights)
-            for name, p in model.named_parameters():
-                p.requires_grad_(trainable[name])
+        if options.stage == 2:
+            _train_stage_one(model, run.groups, make_trainer, args, Path(scratch) / "stage1")
+        stage = plan_stages(args, len(run.groups))[options.stage - 1]
+        set_trainable(model.timm_model, run.groups, stage.trainable_groups)
+        return _probe(make_trainer, len(run.data.splits["train"]), args, options, Path(scratch) / "probe")
 
 
-def _train_stage_one(run: Any, args: Any, folder: Path) -> None:
+def _train_stage_one(model: Any, groups: list, make_trainer: Any, args: Any, folder: Path) -> None:
     if args.stage2_epochs <= 0:
         raise ArgumentError("--stage 2: this configuration has no second stage (--stage2_epochs 0)")
     logger.info("Training stage 1 first, as the run would, to probe stage 2 from its result")
     stage_one = dataclasses.replace(args, stage2_epochs=0, output_dir=str(folder), save_total_limit=1)
-    train_stages(run.model, run.groups, stage_one, run.make_trainer)
+    train_stages(model, groups, stage_one, make_trainer)
 
 
-def _probe(run: Any, args: Any, options: LrFindArguments, folder: Path) -> RangeTest:
-    steps_per_epoch = math.ceil(len(run.data.splits["train"]) / (args.per_device_train_batch_size * args.world_size))
+def _probe(make_trainer: Any, num_images: int, args: Any, options: LrFindArguments, folder: Path) -> RangeTest:
+    steps_per_epoch = math.ceil(num_images / (args.per_device_train_batch_size * args.world_size))
     steps = options.num_steps or max(5, min(100, steps_per_epoch // max(args.gradient_accumulation_steps, 1)))
     rates = np.geomspace(options.lr_min, options.lr_max, steps)
     probe_args = dataclasses.replace(
@@ -144,7 +139,7 @@ def _probe(run: Any, args: Any, options: LrFindArguments, folder: Path) -> Range
         early_stopping_patience=0, ema_decay=0.0, report_to=[], hub_token=None, push_to_hub=False,
     )  # fmt: skip
     recorder = _RaiseLearningRate(rates, options.lr_min, options.smoothing, options.diverge_factor)
-    trainer = run.make_trainer(probe_args)
+    trainer = make_trainer(probe_args)
     trainer.add_callback(recorder)
     trainer.train()
     count = len(recorder.losses)

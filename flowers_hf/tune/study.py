@@ -14,9 +14,10 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from transformers import TrainerCallback
 
 from flowers_hf.core.cli import parse_args
@@ -61,8 +62,37 @@ def open_study(options: SearchArguments, direction: str) -> optuna.Study:
     )
     return optuna.create_study(
         storage=storage, study_name=options.study_name, direction=direction, pruner=_pruner(options),
-        load_if_exists=True,
+        sampler=TrialSeededSampler(options.sampler_seed), load_if_exists=True,
     )  # fmt: skip
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Optuna's TPE sampler, seeded with ``seed`` + the trial's number: a study is reproducible trial by trial
+    whichever worker runs a trial, and workers that start together do not sample the same configurations."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._samplers: dict[int, optuna.samplers.TPESampler] = {}
+
+    def _of(self, trial: FrozenTrial) -> optuna.samplers.TPESampler:
+        if trial.number not in self._samplers:
+            self._samplers[trial.number] = optuna.samplers.TPESampler(seed=self.seed + trial.number)
+        return self._samplers[trial.number]
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self._of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict:
+        return self._of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, name: str, distribution: Any) -> Any:
+        return self._of(trial).sample_independent(study, trial, name, distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._of(trial).before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
+        self._samplers.pop(trial.number, optuna.samplers.TPESampler()).after_trial(study, trial, state, values)
 
 
 def _pruner(options: SearchArguments) -> optuna.pruners.BasePruner:
@@ -83,8 +113,6 @@ def run_worker(study: optuna.Study, space: list[Parameter], train_argv: list[str
         taken = sum(s in COUNTED or s == TrialState.RUNNING for s in states)
         if taken >= options.n_trials:
             return ran
-        # Trial k is sampled with seed + k: one worker's study is reproducible, and workers sample apart.
-        study.sampler = optuna.samplers.TPESampler(seed=options.sampler_seed + len(states))
         objective = _Objective(space, train_argv, options)
         study.optimize(objective, n_trials=1, catch=(Surplus,))
         ran += objective.ran
