@@ -1,0 +1,134 @@
+"""The search's benchmark, on the synthetic set with a small configuration, in one run (the machines are noisy:
+the ratios are measured side by side):
+
+- 12 trials with the median pruner against the same 12 sampled configurations without pruning (enqueued in a second
+  study): wall-time ratio (target ≤ 0.5) and best validation (target: equal within noise);
+- the best trial's validation against the quickstart preset's on the same data and model (target: better);
+- the learning-rate finder's suggestions against the best trial's learning rate (target: within ×3).
+
+    python bench/tune.py                      # ~15 min on 2 CPU cores
+    python bench/tune.py --n_trials 4 --images_per_class 12 --output_dir /tmp/tune_bench   # a smoke run
+
+Prints a table, then the figures as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from flowers_hf.core.cli import parse_args, setup_logging
+from flowers_hf.train import ARGUMENTS, prepare, train
+from flowers_hf.tune.__main__ import main as tune
+from flowers_hf.tune.arguments import LrFindArguments
+from flowers_hf.tune.lr_find import run_range_test
+from flowers_hf.tune.study import SEARCH_SPLITS
+
+logger = logging.getLogger("bench")
+
+
+@dataclass
+class TuneBenchArguments:
+    n_trials: int = field(default=12, metadata={"help": "Trials of each study."})
+    num_classes: int = field(default=10, metadata={"help": "Synthetic classes."})
+    images_per_class: int = field(default=30, metadata={"help": "Synthetic images per class (all splits)."})
+    output_dir: str = field(default="runs/bench_tune", metadata={"help": "Where the studies go (emptied first)."})
+    search: str = field(default="configs/search/bench.yaml", metadata={"help": "The search space."})
+
+
+def _base(args: TuneBenchArguments) -> list[str]:
+    return ["--config", "configs/quickstart.yaml", "--synthetic_num_classes", str(args.num_classes),
+            "--synthetic_images_per_class", str(args.images_per_class), "--synthetic_image_size", "40",
+            "--image_size", "32", "--report_to", "none", "--disable_tqdm", "true"]  # fmt: skip
+
+
+def _study(folder: Path) -> optuna.Study:
+    return optuna.load_study(study_name="flowers_hf", storage=f"sqlite:///{folder / 'study.db'}")
+
+
+def _search(args: TuneBenchArguments, folder: Path, pruner: str) -> float:
+    started = time.perf_counter()
+    tune(["search", "--search", args.search, "--n_trials", str(args.n_trials), "--output_dir", str(folder),
+          "--pruner", pruner, "--final_run", "false", *_base(args)])  # fmt: skip
+    return time.perf_counter() - started
+
+
+def measure(args: TuneBenchArguments) -> dict[str, Any]:
+    out = Path(args.output_dir)
+    shutil.rmtree(out, ignore_errors=True)
+    pruned_dir, plain_dir = out / "pruned", out / "unpruned"
+    pruned_s = _search(args, pruned_dir, "median")
+    pruned = _study(pruned_dir)
+    # The same configurations, in the same order, every one trained to its end.
+    plain_dir.mkdir(parents=True)
+    plain = optuna.create_study(study_name="flowers_hf", storage=f"sqlite:///{plain_dir / 'study.db'}",
+                                direction="maximize")  # fmt: skip
+    for trial in pruned.trials:
+        plain.enqueue_trial(trial.params)
+    plain_s = _search(args, plain_dir, "none")
+    plain = _study(plain_dir)
+
+    # The quickstart preset's own hyperparameters on the same data and model; the range test on them.
+    arguments = parse_args(ARGUMENTS, [*_base(args), "--output_dir", str(out / "preset")])
+    preset = train(arguments, splits=SEARCH_SPLITS).stages.best.best_metric
+    finder_args = parse_args(ARGUMENTS, [*_base(args), "--output_dir", str(out / "lr_find")])
+    found = run_range_test(prepare(finder_args, splits=SEARCH_SPLITS), finder_args[-1], LrFindArguments())
+    best_lr = pruned.best_params["learning_rate"]
+    return {
+        "n_trials": args.n_trials,
+        "pruned_wall_s": round(pruned_s, 1),
+        "unpruned_wall_s": round(plain_s, 1),
+        "wall_ratio": round(pruned_s / plain_s, 3),
+        "trials_pruned": sum(t.state == TrialState.PRUNED for t in pruned.trials),
+        "best_validation_pruned": pruned.best_value,
+        "best_validation_unpruned": plain.best_value,
+        "preset_validation": preset,
+        "best_learning_rate": best_lr,
+        "lr_find_valley": found.valley,
+        "lr_find_steepest": found.steepest,
+        "valley_over_best_lr": round(found.valley / best_lr, 3),
+        "steepest_over_best_lr": round(found.steepest / best_lr, 3),
+        "validation_images": len(prepare(arguments, splits=SEARCH_SPLITS).data.splits["validation"]),
+    }
+
+
+def table(m: dict[str, Any]) -> str:
+    within = max(m["valley_over_best_lr"], 1 / m["valley_over_best_lr"]) <= 3
+    steep = max(m["steepest_over_best_lr"], 1 / m["steepest_over_best_lr"]) <= 3
+    rows = [
+        ("wall time, pruned / unpruned (≤ 0.5)", f"{m['pruned_wall_s']:.0f} s / {m['unpruned_wall_s']:.0f} s = "
+         f"{m['wall_ratio']:.2f} ({m['trials_pruned']} of {m['n_trials']} pruned)", m["wall_ratio"] <= 0.5),
+        ("best validation, pruned vs unpruned (equal)", f"{m['best_validation_pruned']:.4f} vs "
+         f"{m['best_validation_unpruned']:.4f} (of {m['validation_images']} images)",
+         m["best_validation_pruned"] >= m["best_validation_unpruned"] - 1 / m["validation_images"]),
+        ("best trial vs the quickstart preset (better)", f"{m['best_validation_pruned']:.4f} vs "
+         f"{m['preset_validation']:.4f}", m["best_validation_pruned"] > m["preset_validation"]),
+        ("lr_find valley vs best trial's rate (×3)", f"{m['lr_find_valley']:.2e} vs {m['best_learning_rate']:.2e} "
+         f"(×{m['valley_over_best_lr']:.2f}); steepest {m['lr_find_steepest']:.2e} (×{m['steepest_over_best_lr']:.2f},"
+         f" {'within' if steep else 'outside'} ×3)", within),
+    ]  # fmt: skip
+    lines = ["| figure (target) | measured | met |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    setup_logging()
+    (args,) = parse_args((TuneBenchArguments,), argv, prog="bench/tune.py")
+    figures = measure(args)
+    print(table(figures))
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
