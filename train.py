@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     setup_logging(args.should_log, args.get_process_log_level())
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    hub_token = args.take_hub_token()  # kept here for the push alone: no file the run writes holds it
     if args.push_to_hub and args.should_save:
-        check_push_access(args.hub_model_id, args.hub_token)  # now, not after hours of training
+        check_push_access(args.hub_model_id, hub_token)  # now, not after hours of training
 
     # Data: any image-classification source with its own class names and identity; images that cannot be decoded
     # are listed in bad_images.json and left out (or stop the run).
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # The run folder: weights and config for transformers and timm, reports, plots, model card; the push.
     if args.should_save:
-        write_run_folder(FinishedRun(model, prep, arguments, data, trained.results, scores), output_dir)
+        write_run_folder(FinishedRun(model, prep, arguments, data, trained.results, scores), output_dir, hub_token)
     # Under several processes, let them finish together and tear the process group down in order; leaving it to
     # the interpreter's exit can abort a process ("terminate called without an active exception").
     scores.trainer.accelerator.wait_for_everyone()
