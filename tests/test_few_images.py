@@ -146,8 +146,9 @@ def test_the_temperatures_bisection_matches_a_reference_minimiser():
 def test_a_trained_runs_card_and_config_say_what_the_calibration_rests_on(tiny_run):
     import json
 
-    stored = json.loads((tiny_run / "config.json").read_text())["calibration"]
-    validation = 6 * 4  # helpers.TINY_RUN: 6 classes × 40 images, a tenth of them validation
+    config = json.loads((tiny_run / "config.json").read_text())
+    stored, validation = config["calibration"], config["dataset"]["split_sizes"]["validation"]
+    assert validation == 30  # helpers.TINY_RUN: 6 classes × 40 images, an eighth of them validation
     assert stored["num_images"] == validation and 0 < stored["num_correct"] <= validation
     low, high = stored["temperature_interval"]
     assert low <= stored["temperature"] <= high or stored["temperature"] == 1.0  # 1: the fit raised the ECE
