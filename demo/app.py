@@ -287,7 +287,7 @@ def build_demo(
     click = Click(classifier, heat_mapper(classifier) if explain else None, request_timeout)
     title, text = heading(classifier)
     with gr.Blocks(title=title) as demo:
-        gr.Markdown(text)
+        gr.Markdown(text, elem_id="description")
         with gr.Row():
             image, submit = _photo_column()
             page = Page(image, submit, *_answer_column(classifier, explained=click.mapper is not None))

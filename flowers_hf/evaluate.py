@@ -36,8 +36,8 @@ from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.cache import cache_images
 from flowers_hf.data.identity import SYNTHETIC_OOD, DatasetIdentity
+from flowers_hf.data.image_set import load_image_set
 from flowers_hf.data.labels import check_class_names
-from flowers_hf.data.load import load_outside_images
 from flowers_hf.data.subset import sample_split
 from flowers_hf.data.transforms import ImageTransform, build_eval_transform, eval_crop
 from flowers_hf.data.tta import TTATransform
@@ -206,7 +206,7 @@ def measure_open_set(
     """
     if not args.ood:
         return None
-    unknown_images = sample_split(load_outside_images(args.ood, data_args), args.max_eval_samples)
+    unknown_images = sample_split(load_image_set(args.ood, data_args), args.max_eval_samples)
     unknown = uncalibrated(evaluator.predict(unknown_images, "unknown images").logits, calibration, folded)
     fitting = evaluator.predict(validation, "validation: open-set thresholds")
     thresholds_on = (uncalibrated(fitting.logits, calibration, folded), fitting.labels)

@@ -48,6 +48,7 @@ class Training:
     data: TrainingData
     stages: TrainedStages
     make_trainer: Callable[..., Trainer]
+    hub_token: str | None
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # The run folder: weights and config for transformers and timm, reports, plots, model card; the push.
     if args.should_save:
         finished = FinishedRun(run.model, run.prep, arguments, run.data, run.stages.results, scores)
-        write_run_folder(finished, Path(args.output_dir))
+        write_run_folder(finished, Path(args.output_dir), run.hub_token)
     # Under several processes, let them finish together and tear the process group down in order; leaving it to
     # the interpreter's exit can abort a process ("terminate called without an active exception").
     scores.trainer.accelerator.wait_for_everyone()
@@ -82,7 +83,7 @@ def train(
     run = prepare(arguments, callbacks, splits)
     features = frozen_features(run.model, run.data, args, run.prep)
     stages = train_stages(run.model, run.groups, args, run.make_trainer, features)
-    return Training(run.model, run.prep, run.data, stages, run.make_trainer)
+    return Training(run.model, run.prep, run.data, stages, run.make_trainer, run.hub_token)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Prepared:
     prep: Preprocessing
     data: TrainingData
     make_trainer: Callable[..., Trainer]
+    hub_token: str | None  # taken out of the arguments (they are pickled into checkpoints): for the push alone
 
 
 def prepare(
@@ -106,8 +108,9 @@ def prepare(
     setup_logging(args.should_log, args.get_process_log_level())
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    hub_token = args.take_hub_token()  # kept here for the push alone: no file the run writes holds it
     if args.push_to_hub and args.should_save:
-        check_push_access(args.hub_model_id, args.hub_token)  # now, not after hours of training
+        check_push_access(args.hub_model_id, hub_token)  # now, not after hours of training
 
     # Data: any image-classification source with its own class names and identity; images that cannot be decoded
     # are listed in bad_images.json and left out (or stop the run).
@@ -134,4 +137,4 @@ def prepare(
         build_trainer, model=model, train_dataset=data.splits["train"], eval_dataset=data.splits["validation"],
         class_weights=data.class_weights, prep=prep, callbacks=callbacks,
     )  # fmt: skip
-    return Prepared(model, groups, prep, data, make_trainer)
+    return Prepared(model, groups, prep, data, make_trainer, hub_token)

@@ -69,6 +69,14 @@ def test_upload_classify_and_read_the_top_label(page, tiny_run, tmp_path):
         assert shot.format == "PNG" and shot.size[0] >= 1280
 
 
+def test_the_description_says_what_the_model_knows_with_the_i_upper_case(page):
+    # The words are the verdict's, mid-sentence: only their first letter is lowered ("I" stays).
+    description = page.locator("#description p").first
+    expect(description).to_contain_text("says “not a flower I know” when it is unsure.", timeout=30_000)
+    expect(description).to_contain_text("The model knows 6 classes")
+    assert "i know" not in description.inner_text()
+
+
 def test_bad_files_get_a_message_in_the_page_and_the_next_photo_works(page, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")

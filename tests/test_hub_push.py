@@ -35,6 +35,7 @@ def hub():
 
 def _run(command: list[str], hub: HubStandIn, **env) -> subprocess.CompletedProcess:
     environment = {**os.environ, "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1", **env}
+    environment = {name: value for name, value in environment.items() if value is not None}  # None: unset
     environment.pop("HF_HUB_OFFLINE")
     return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=ROOT, timeout=300)
 
@@ -136,6 +137,29 @@ def test_train_push_to_hub_publishes_the_finished_model(hub, tmp_path):
     commits = [r for r in hub.requests if "/commit/" in r.path]
     assert len(commits) == 1
     _assert_token_nowhere(hub, result, output)
+
+
+def test_a_hub_token_flag_is_for_the_push_alone_no_written_file_holds_it(hub, tmp_path):
+    # Planted as --hub_token only (no HF_TOKEN): two stages, so two Trainers pickle their arguments into checkpoints
+    # (training_args.bin), TensorBoard writes its events, every log line goes to a file.
+    planted = "hf_PLANTEDflagTokenNotReal0123456789"
+    output, log = tmp_path / "run", tmp_path / "train.log"
+    command = [sys.executable, "train.py", *TINY_RUN, "--num_train_epochs", "1", "--stage2_epochs", "1"]
+    command += ["--output_dir", str(output), "--report_to", "tensorboard", "--logging_steps", "1"]
+    command += ["--push_to_hub", "true", "--hub_model_id", REPO, "--hub_token", planted]
+    result = _run(command, hub, HF_TOKEN=None)
+    log.write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = [p for p in [*output.rglob("*"), log] if p.is_file()]
+    assert {"training_args.bin", "train_config.yaml", "config.json", "README.md"} <= {p.name for p in written}
+    assert any(p.name.startswith("events.out.tfevents") for p in written)
+    assert [p for p in written if p.name == "training_args.bin" and "stage2" in p.parts]
+    assert not [p for p in written if planted.encode() in p.read_bytes()]
+    for files in hub.files.values():  # nor any file uploaded
+        assert not [path for path, content in files.items() if planted.encode() in content]
+    # It was the push's token: the account check and the commit carried it.
+    used = [r for r in hub.requests if r.method == "POST" or r.path.startswith("/api/whoami")]
+    assert used and {r.headers.get("authorization") for r in used} == {f"Bearer {planted}"}
 
 
 def test_train_push_without_access_stops_before_training(tmp_path, caplog):

@@ -16,7 +16,7 @@ from flowers_hf.core.errors import ArgumentError
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.holdout import HELD_OUT, held_out_class_ids, held_out_names, hold_out_classes
-from flowers_hf.data.load import load_outside_images
+from flowers_hf.data.image_set import load_image_set
 from flowers_hf.data.synthetic_ood import KINDS, load_synthetic_ood
 from flowers_hf.evaluation.calibration import Calibration, keeping_threshold, probabilities, unsure_threshold
 from flowers_hf.evaluation.ood import auroc, fpr_at_tpr, open_set_report, recommend
@@ -133,11 +133,11 @@ def test_the_built_in_unknown_set_is_deterministic_cached_and_no_class_of_the_fl
     assert image.mode == "RGB" and min(image.size) == 32
 
 
-def test_any_source_serves_as_unknown_images_with_its_own_classes(tiny_args):
+def test_any_source_serves_as_unknown_images_without_its_classes(tiny_args):
     # The in-distribution options (Flowers-102 names, held-out classes) do not apply to the outside set.
     args = DataArguments(**{**vars(tiny_args), "class_names": "flowers102", "holdout_classes": 1})
-    outside = load_outside_images("synthetic_ood", args)
-    assert outside.features["label"].names == list(KINDS)
+    outside = load_image_set("synthetic_ood", args)
+    assert outside.column_names == ["image"]  # images only: the kinds are not the model's classes
     assert len(outside) == 6 * len(KINDS)  # the synthetic set's 8 images per kind: 6 test images each
 
 
@@ -215,7 +215,7 @@ def test_evaluate_ood_reports_the_scores_and_stores_the_rule(tiny_run, tmp_path)
     assert set(report["scores"]) == {"msp", "max_logit", "energy"}
     # By hand, from the saved model's (temperature-scaled) logits on the test images and on the unknown ones.
     known_logits = _logits(ImageClassifier.from_pretrained(tiny_run), load_data(args=TINY_DATA).splits["test"]["image"])
-    unknown_images = load_outside_images("synthetic_ood", TINY_DATA)["image"]
+    unknown_images = load_image_set("synthetic_ood", TINY_DATA)["image"]
     unknown_logits = _logits(ImageClassifier.from_pretrained(tiny_run), unknown_images)
     for name, entry in report["scores"].items():
         known, unknown = known_score(known_logits, name), known_score(unknown_logits, name)
@@ -262,6 +262,6 @@ def test_holdout_classes_trains_on_the_others_and_scores_the_held_out_as_unknown
 def test_an_unknown_set_with_an_undecodable_image_leaves_it_out_and_says_so(tiny_args, tmp_path, caplog):
     folder = write_imagefolder(tmp_path / "outside", {"train": {"a": 2, "b": 2}, "test": {"a": 3, "b": 3}})
     (folder / "test" / "a" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a cut-off PNG
-    outside = load_outside_images(str(folder), tiny_args)
+    outside = load_image_set(str(folder), tiny_args)
     assert len(outside) == 6  # the 6 whole test images; the broken one left out
     assert "cannot be decoded and are left out" in caplog.text and "9.png" in caplog.text

@@ -28,7 +28,6 @@ from flowers_hf.data.oxford import is_oxford_folder, load_oxford
 from flowers_hf.data.standardize import SPLITS, standardize
 from flowers_hf.data.synthetic import load_synthetic
 from flowers_hf.data.synthetic_ood import load_synthetic_ood
-from flowers_hf.data.validate import drop_bad_images
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def load_data(source: str | None = None, args: DataArguments | None = None) -> L
     source = source or args.dataset
     identity = identify(source, args.class_names, args.subject, revision=_revision(source, args))
     data = standardize(
-        _load_raw(source, args), args.validation_fraction, args.test_fraction, args.split_seed, identity.flowers102,
+        load_raw(source, args), args.validation_fraction, args.test_fraction, args.split_seed, identity.flowers102,
         args.image_column, args.label_column,
     )  # fmt: skip
     if args.holdout_classes:
@@ -73,26 +72,8 @@ def load_data(source: str | None = None, args: DataArguments | None = None) -> L
     return LoadedData(data, identity)
 
 
-def load_outside_images(source: str, args: DataArguments) -> datasets.Dataset:
-    """The test split of any source ``--dataset`` takes (``synthetic_ood``: the built-in one), as images of none of
-    the model's classes: its own labels do not matter, and the options that describe the training data (class
-    names, columns, revision, held-out classes) do not apply to it; the synthetic sets' size and seed do.
-
-    Args:
-        source: the out-of-distribution source.
-        args: the data options of the in-distribution data.
-    """
-    outside = dataclasses.replace(
-        args, dataset=source, dataset_revision=None, class_names="auto", image_column=None, label_column=None,
-        holdout_classes=0,
-    )  # fmt: skip
-    # Checked like training data: an image that cannot be decoded is counted, logged and left out, not a crash
-    # in the middle of the pass.
-    test = load_data(source, outside).splits["test"]
-    return drop_bad_images(datasets.DatasetDict({"test": test}), "skip")["test"]
-
-
-def _load_raw(source: str, args: DataArguments) -> datasets.DatasetDict:
+def load_raw(source: str, args: DataArguments) -> datasets.DatasetDict:
+    """The source's splits as it gives them (its own split and column names), before :func:`standardize`."""
     # The built-in drawn sets share the --synthetic_* options: the unknown images come at the flowers' size.
     drawn = {
         "image_size": args.synthetic_image_size,

@@ -61,8 +61,24 @@ def standardize(
     return _fill_splits(data, validation_fraction, test_fraction, seed)
 
 
+def split_name(name: str) -> str:
+    """A split's standard name: ``valid``, ``val`` or ``dev`` → ``validation``, ``testing`` → ``test``, …"""
+    return _SPLIT_ALIASES.get(name.lower(), name.lower())
+
+
+def image_column(split: datasets.Dataset, name: str) -> str:
+    """The column of ``split`` (called ``name``) that holds its images, found as :func:`standardize` finds it."""
+    column = _find_column(split.features, _IMAGE_ALIASES, datasets.Image, "--image_column")
+    if column is None or not isinstance(split.features[column], datasets.Image):
+        raise DataError(
+            f"split '{name}' has no image column; its columns are {dict(split.features)}. An image column is a "
+            f"datasets.Image (named one of {_IMAGE_ALIASES} where there are several)."
+        )
+    return column
+
+
 def _rename_splits(data: datasets.DatasetDict) -> datasets.DatasetDict:
-    renamed = {_SPLIT_ALIASES.get(name.lower(), name.lower()): split for name, split in data.items()}
+    renamed = {split_name(name): split for name, split in data.items()}
     if "train" not in renamed:
         raise DataError(f"the data set has no train split (found {sorted(data)}); name one 'train'")
     unknown = sorted(set(renamed) - set(SPLITS))

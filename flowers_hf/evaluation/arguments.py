@@ -56,8 +56,10 @@ class EvaluationArguments:
     ood: str | None = field(
         default=None,
         metadata={
-            "help": "Images of none of the model's classes: any source --dataset takes (its test split; its labels "
-            "do not matter), or synthetic_ood, the built-in shapes, textures and scenes. Reports AUROC, FPR at 95%% "
+            "help": "Images of none of the model's classes: any source --dataset takes (its test split), "
+            "synthetic_ood (the built-in shapes, textures and scenes), a folder of images in any layout, a list of "
+            "files (.txt, one path a line), a glob ('photos/**/*.jpg') or several comma-separated; labels do not "
+            "matter. Reports AUROC, FPR at 95%% "
             "TPR and the share of them the thresholds accept, for the maximum softmax probability, the maximum "
             "logit and the energy score: ood.json and ood_scores.png."
         },

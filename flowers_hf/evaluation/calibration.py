@@ -22,6 +22,8 @@ import torch
 from scipy.special import softmax
 from transformers import PretrainedConfig, TimmWrapperForImageClassification
 
+from flowers_hf.evaluation.few_images import interval_if_few
+
 logger = logging.getLogger(__name__)
 
 CONFIG_KEY = "calibration"
@@ -45,6 +47,11 @@ class Calibration:
         num_bins: equal-width confidence bins of the ECE.
         keep_correct: share of correctly classified fitting images that the threshold keeps.
         fitted_on: the split the temperature and threshold were fitted on.
+        num_images: how many images the temperature rests on (``None``: not recorded, an older model).
+        num_correct: how many of them were classified correctly: the threshold rests on these.
+        temperature_interval: the fitted temperature's 95 % bootstrap interval, where it rests on few images
+            (``flowers_hf.evaluation.few_images``); ``None`` otherwise.
+        threshold_interval: the same for the unsure threshold (at the fitted temperature).
     """
 
     temperature: float
@@ -54,6 +61,10 @@ class Calibration:
     num_bins: int = NUM_BINS
     keep_correct: float = KEEP_CORRECT
     fitted_on: str = "validation"
+    num_images: int | None = None
+    num_correct: int | None = None
+    temperature_interval: list[float] | None = None
+    threshold_interval: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -131,32 +142,46 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
     return float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(np.asarray(labels))))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 100) -> float:
-    """The temperature that minimises the NLL of ``softmax(logits / T)``, by L-BFGS on ``log T`` (starts at 1).
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the NLL of ``softmax(logits / T)`` (:func:`nll_optimal_temperatures`),
+    clipped to [0.01, 100] with a warning.
 
     Args:
         logits: held-out class scores, shape (n, classes).
         labels: true class ids, shape (n,).
-        max_iter: L-BFGS iterations.
     """
-    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    labels = torch.as_tensor(np.asarray(labels))
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    temperature = float(log_t.detach().exp())
+    temperature = float(nll_optimal_temperatures(np.asarray(logits)[None], np.asarray(labels)[None])[0])
     low, high = _TEMPERATURE_RANGE
-    if not low <= temperature <= high:
+    if np.isclose(temperature, low, rtol=1e-6) or np.isclose(temperature, high, rtol=1e-6):
         # Every held-out image classified correctly drives T to 0; none drives it up without bound.
-        logger.warning("Fitted temperature %.3g lies outside [%g, %g]; clipped", temperature, low, high)
-    return float(np.clip(temperature, low, high))
+        logger.warning("Fitted temperature lies outside [%g, %g]; clipped to %g", low, high, temperature)
+    return temperature
+
+
+def nll_optimal_temperatures(logits: np.ndarray, labels: np.ndarray, steps: int = 64) -> np.ndarray:
+    """For each of several sets of logits at once (a bootstrap's resamples), the temperature in [0.01, 100] that
+    minimises the NLL of ``softmax(logits / T)``.
+
+    The NLL is convex in ``b = 1 / T`` and its derivative, ``mean(E_softmax(b·z)[z] - z_label)``, rises with ``b``:
+    bisection on its sign in ``log b`` finds the minimum to float precision in 64 steps, for every set together.
+
+    Args:
+        logits: class scores, shape (sets, n, classes).
+        labels: true class ids, shape (sets, n).
+        steps: bisection steps.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    label_logit = np.take_along_axis(logits, np.asarray(labels)[..., None], axis=-1)[..., 0]
+    low, high = (
+        np.full(len(logits), -np.log(_TEMPERATURE_RANGE[1])),
+        np.full(len(logits), -np.log(_TEMPERATURE_RANGE[0])),
+    )
+    for _ in range(steps):
+        middle = (low + high) / 2
+        scaled = np.exp(middle)[:, None, None] * logits
+        rising = ((softmax(scaled, axis=-1) * logits).sum(axis=-1) - label_logit).mean(axis=-1) > 0
+        low, high = np.where(rising, low, middle), np.where(rising, middle, high)
+    return np.exp(-(low + high) / 2).clip(*_TEMPERATURE_RANGE)
 
 
 def unsure_threshold(probabilities: np.ndarray, labels: np.ndarray, keep_correct: float = KEEP_CORRECT) -> float | None:
@@ -207,6 +232,7 @@ def fit_calibration(
         fitted_on: the split's name, for the record.
     """
     temperature = fit_temperature(logits, labels)
+    interval = temperature_interval(logits, labels, temperature, fitted_on)  # of the fit, applied or not (below)
     ece_before = expected_calibration_error(probabilities(logits), labels, num_bins)
     ece_after = expected_calibration_error(probabilities(logits, temperature), labels, num_bins)
     if ece_after > ece_before:
@@ -218,15 +244,40 @@ def fit_calibration(
         )  # fmt: skip
         temperature, ece_after = 1.0, ece_before
     calibrated = probabilities(logits, temperature)
+    threshold = unsure_threshold(calibrated, labels, keep_correct)
+    confident = calibrated.max(axis=1)[calibrated.argmax(axis=1) == np.asarray(labels)]
     return Calibration(
         temperature=temperature,
-        unsure_threshold=unsure_threshold(calibrated, labels, keep_correct),
+        unsure_threshold=threshold,
         ece_before=ece_before,
         ece_after=ece_after,
         num_bins=num_bins,
         keep_correct=keep_correct,
         fitted_on=fitted_on,
+        num_images=len(labels),
+        num_correct=len(confident),
+        temperature_interval=interval,
+        threshold_interval=interval_if_few(
+            "the unsure threshold",
+            threshold,
+            len(confident),
+            lambda rows: np.array([keeping_threshold(confident[resample], keep_correct) for resample in rows]),
+            f"correctly classified {fitted_on} images",
+        ),
     )
+
+
+def temperature_interval(
+    logits: np.ndarray, labels: np.ndarray, temperature: float, fitted_on: str
+) -> list[float] | None:
+    """The fitted temperature's bootstrap interval, with a warning, where it rests on few images
+    (:func:`flowers_hf.evaluation.few_images.interval_if_few`); the resamples refitted all at once."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+
+    def refit(rows: np.ndarray) -> np.ndarray:
+        return nll_optimal_temperatures(logits[rows], labels[rows])
+
+    return interval_if_few("the temperature T", temperature, len(labels), refit, f"{fitted_on} images")
 
 
 @torch.no_grad()
@@ -287,7 +338,12 @@ def calibrate_model(
             fitted.temperature,
             previous.temperature * fitted.temperature,
         )
-        fitted = dataclasses.replace(fitted, temperature=previous.temperature * fitted.temperature)
+        interval = fitted.temperature_interval and [
+            previous.temperature * bound for bound in fitted.temperature_interval
+        ]
+        fitted = dataclasses.replace(
+            fitted, temperature=previous.temperature * fitted.temperature, temperature_interval=interval
+        )
     setattr(model.config, CONFIG_KEY, fitted.to_dict())
     logger.info(
         "Calibration on validation: T = %.4f, ECE %.4f -> %.4f, unsure below %s",

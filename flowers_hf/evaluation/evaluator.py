@@ -59,7 +59,7 @@ class _Images(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         row = self.split[index]
         image = row["image"] if self.corruption is None else self.corruption(row["image"], index)
-        return self.transform(image), row["label"]
+        return self.transform(image), row.get("label", -1)  # an image set (flowers_hf.data.image_set) has none
 
 
 class Evaluator:

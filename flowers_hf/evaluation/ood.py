@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from transformers import TimmWrapperForImageClassification
 
 from flowers_hf.evaluation.calibration import Calibration, keeping_threshold
+from flowers_hf.evaluation.few_images import interval_if_few
 from flowers_hf.serving.open_set import CONFIG_KEY, SCORE_NAMES, SCORES, OpenSetRule, known_score, msp
 
 logger = logging.getLogger(__name__)
@@ -71,13 +72,15 @@ def open_set_report(
     correct = validation_logits.argmax(axis=1) == np.asarray(validation[1])
     scores = {}
     for name, (inside, outside) in score_pairs(known[0], unknown, temperature).items():
-        threshold = keeping_threshold(known_score(validation_logits, name)[correct], keep)
+        kept = known_score(validation_logits, name)[correct]
+        threshold = keeping_threshold(kept, keep)
         scores[name] = {
             "auroc": auroc(inside, outside),
             "fpr_at_95_tpr": fpr_at_tpr(inside, outside),
             "threshold": threshold,
             "known_accepted": _share(inside, threshold),
             "ood_accepted": _share(outside, threshold),
+            "threshold_interval": _threshold_interval(name, kept, threshold, keep),
         }
     recommended = recommend(scores, ood_source)
     return {
@@ -88,11 +91,23 @@ def open_set_report(
         "temperature": temperature,
         "thresholds_chosen_on": "validation",
         "keep_correct": keep,
+        "thresholds_rest_on": int(correct.sum()),  # the correctly classified validation images
         "unsure_threshold": calibration.unsure_threshold,
         "unsure_threshold_accepts": _share(msp(np.asarray(unknown) / temperature), calibration.unsure_threshold),
         "scores": scores,
         "recommended": recommended.to_dict() if recommended is not None else None,
     }
+
+
+def _threshold_interval(name: str, kept: np.ndarray, threshold: float | None, keep: float) -> list[float] | None:
+    """Where the threshold rests on few correctly classified validation images: its bootstrap interval, with a
+    warning (``flowers_hf.evaluation.few_images``); ``None`` otherwise."""
+
+    def refit(rows: np.ndarray) -> np.ndarray:
+        return np.array([keeping_threshold(kept[resample], keep) for resample in rows])
+
+    images = "correctly classified validation images"
+    return interval_if_few(f"the {SCORE_NAMES[name]} threshold", threshold, len(kept), refit, images)
 
 
 def score_pairs(known: np.ndarray, unknown: np.ndarray, temperature: float) -> dict[str, tuple[np.ndarray, ...]]:

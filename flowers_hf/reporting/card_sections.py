@@ -97,8 +97,13 @@ def add_open_set_section(card_path: Path, report: dict[str, Any], plot: str) -> 
         }
         for name, entry in report["scores"].items()
     ]
+    intervals = [
+        f"{SCORE_NAMES[name]} [{entry['threshold_interval'][0]:.4f}, {entry['threshold_interval'][1]:.4f}]"
+        for name, entry in report["scores"].items()
+        if entry.get("threshold_interval") is not None
+    ]
     body = jinja2.Template(OPEN_SET_TEMPLATE_PATH.read_text(encoding="utf-8")).render(
-        report=report, rows=rows, plot=plot, percent=percent, names=SCORE_NAMES
+        report=report, rows=rows, plot=plot, percent=percent, names=SCORE_NAMES, intervals=intervals
     )
     put_section(card_path, OPEN_SET_MARKERS, body)
     logger.info("Added the open-set figures to %s", card_path)

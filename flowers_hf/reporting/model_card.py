@@ -14,6 +14,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from flowers_hf.core.hub import is_hub_id
 from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.evaluation.calibration import Calibration
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class RunSummary:
         plots: image file names inside the run folder, embedded in the card.
         confusions: the test split's most-confused pairs of classes
             (``flowers_hf.evaluation.mistakes.confused_pairs``), shown as a table.
+        calibration: the temperature and unsure threshold stored with the model, and how many images they rest
+            on (``flowers_hf.evaluation.calibration.Calibration``); ``None``: not calibrated.
     """
 
     architecture: str
@@ -78,6 +81,7 @@ class RunSummary:
     hub_model_id: str | None = None
     plots: list[str] = field(default_factory=list)
     confusions: list[dict[str, Any]] = field(default_factory=list)
+    calibration: Calibration | None = None
 
 
 def build_model_card(summary: RunSummary) -> ModelCard:
@@ -247,7 +251,27 @@ def _template_values(summary: RunSummary) -> dict[str, Any]:
         "model_ref": model_ref,
         "timm_ref": f"hf-hub:{summary.hub_model_id}" if summary.hub_model_id else f"local-dir:{LOCAL_PLACEHOLDER}",
         "seed_text": f" ({summary.training['seed']})" if summary.training.get("seed") is not None else "",
+        "calibration_text": calibration_text(summary.calibration),
     }
+
+
+def calibration_text(calibration: Calibration | None) -> str:
+    """How many images the temperature and the unsure threshold rest on, with their bootstrap intervals where
+    those are few (``flowers_hf.evaluation.few_images``); empty for a model without that record."""
+    if calibration is None or calibration.num_images is None:
+        return ""
+    text = (
+        f"The temperature (T = {calibration.temperature:.4f}) rests on {calibration.num_images:,} "
+        f"{calibration.fitted_on} images"
+    )
+    if calibration.unsure_threshold is not None:
+        text += f", the unsure threshold ({calibration.unsure_threshold:.4f}) on the {calibration.num_correct:,} of "
+        text += "them classified correctly"
+    fits = (("T", calibration.temperature_interval), ("the threshold", calibration.threshold_interval))
+    intervals = [f"{what} in [{bounds[0]:.4f}, {bounds[1]:.4f}]" for what, bounds in fits if bounds is not None]
+    if intervals:
+        text += f". That is few: {' and '.join(intervals)} (95% bootstrap intervals of the fit)"
+    return text + "."
 
 
 def _summary_line(summary: RunSummary) -> str:

@@ -22,6 +22,7 @@ from flowers_hf.data.holdout import held_out_names
 from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ImageTransform
+from flowers_hf.evaluation.calibration import Calibration
 from flowers_hf.evaluation.metrics import classification_report
 from flowers_hf.evaluation.mistakes import confused_pairs, per_class_accuracy, top_mistakes
 from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule
@@ -99,13 +100,15 @@ class FinishedRun:
     scores: FinalScores
 
 
-def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
+def write_run_folder(run: FinishedRun, output_dir: Path, hub_token: str | None = None) -> None:
     """The model folder: weights and config for transformers and timm, test report, plots, model card; then the push
     to the Hub when ``--push_to_hub`` asks for it.
 
     Args:
         run: the finished run.
         output_dir: the run's output folder.
+        hub_token: the token for the push (``FlowersTrainingArguments.take_hub_token``); ``None``: ``HF_TOKEN`` or
+            the login cache.
     """
     args = run.arguments[3]
     open_set = _held_out_report(run)  # before saving: the recommended rule goes into config.json
@@ -115,7 +118,7 @@ def write_run_folder(run: FinishedRun, output_dir: Path) -> None:
         _write_reports(run, output_dir, open_set)
     logger.info("Model, reports and plots written to %s", output_dir)
     if args.push_to_hub:
-        push_model(output_dir, args.hub_model_id, token=args.hub_token, private=bool(args.hub_private_repo))
+        push_model(output_dir, args.hub_model_id, token=hub_token, private=bool(args.hub_private_repo))
 
 
 def _write_reports(run: FinishedRun, output_dir: Path, open_set: dict[str, Any] | None) -> None:
@@ -298,6 +301,7 @@ def run_summary(
         validation_metrics=metrics["eval"],
         test_metrics=metrics["test"],
         plots=list(PLOTS),
+        calibration=Calibration.from_config(model.config),
     )
 
 

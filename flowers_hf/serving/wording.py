@@ -13,10 +13,12 @@ def subject(classifier: ImageClassifier) -> str | None:
     return classifier.dataset.subject if classifier.dataset is not None else None
 
 
-def unsure_words(classifier: ImageClassifier) -> str:
-    """'Not a flower I know', or for a data set without a subject 'Not one of the classes I know'."""
+def unsure_words(classifier: ImageClassifier, mid_sentence: bool = False) -> str:
+    """'Not a flower I know', or for a data set without a subject 'Not one of the classes I know'; with
+    ``mid_sentence``, 'not a flower I know' (only the first letter changes: the "I" stays upper case)."""
     noun = subject(classifier)
-    return f"Not a {noun} I know" if noun else "Not one of the classes I know"
+    words = f"not a {noun} I know" if noun else "not one of the classes I know"
+    return words if mid_sentence else words[0].upper() + words[1:]
 
 
 def verdict(classifier: ImageClassifier, prediction: dict[str, float] | None, score: float | None = None) -> str:
@@ -56,7 +58,7 @@ def heading(classifier: ImageClassifier) -> tuple[str, str]:
     known = f"{len(classifier.class_names)} classes" + (f" of {name}" if name else "")
     text = (
         f"# {question}\nUpload, paste or take a photo. The model knows {known} and shows its five best guesses, or "
-        f"says “{unsure_words(classifier).lower()}” when it is unsure."
+        f"says “{unsure_words(classifier, mid_sentence=True)}” when it is unsure."
     )
     return title, text
 

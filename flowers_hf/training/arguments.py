@@ -211,6 +211,13 @@ class FlowersTrainingArguments(TrainingArguments):
             )
         super().__post_init__()
 
+    def take_hub_token(self) -> str | None:
+        """The ``--hub_token`` given, now removed from the arguments: it is for the push alone. Every Trainer pickles
+        its arguments into each checkpoint (``training_args.bin``), and the arguments go into logs, TensorBoard and
+        the run's configuration; without the token there, no file the run writes can hold it."""
+        token, self.hub_token = self.hub_token, None
+        return token
+
     def to_preset(self) -> dict:
         """The arguments as a ``--config`` preset: machine-dependent flags as given, no tokens."""
         values = {**self.to_dict(), **self.as_given}

@@ -156,14 +156,9 @@ def _train(
         check_num_classes(last, model.config.num_labels, "Checkpoint", _OTHER_DATA)
         logger.info("Resuming stage %d from checkpoint %s", stage.number, last)
         _warn_if_inexact(args, features)
-    # No Hub token: the Trainer pickles its arguments into every checkpoint (training_args.bin), and a stage
-    # never pushes (train.py publishes the finished folder).
+    # No Hub token here either: train.py took it out of the arguments (FlowersTrainingArguments.take_hub_token).
     stage_args = dataclasses.replace(
-        args,
-        output_dir=str(stage_dir),
-        num_train_epochs=stage.epochs,
-        learning_rate=stage.learning_rate,
-        hub_token=None,
+        args, output_dir=str(stage_dir), num_train_epochs=stage.epochs, learning_rate=stage.learning_rate
     )
     splits = {}
     if features is not None:
