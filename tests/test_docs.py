@@ -70,6 +70,15 @@ def _push_options(subcommand: str | None) -> set[str]:
     return _option_strings(parser) | _option_strings(subcommands.choices[subcommand])
 
 
+def _tune_options(subcommand: str | None) -> set[str]:
+    """``python -m flowers_hf.tune lr_find|search …``: the command's own options and every train.py flag."""
+    from flowers_hf.tune.arguments import LrFindArguments, SearchArguments
+
+    commands = {"lr_find": LrFindArguments, "search": SearchArguments}
+    assert subcommand in commands, f"no command {subcommand!r} ({list(commands)})"
+    return _option_strings(HfArgumentParser((commands[subcommand],))) | _train_options(None)
+
+
 def _demo_options(subcommand: str | None) -> set[str]:
     """``python demo/app.py …``: the parser its ``parse_args`` builds."""
     from demo import app
@@ -100,9 +109,10 @@ ENTRY_POINTS: dict[str, Callable[[str | None], set[str]]] = {
     "flowers_hf.export": _export_options,
     "flowers_hf.data": _data_options,
     "flowers_hf.push": _push_options,
+    "flowers_hf.tune": _tune_options,
     "demo/app.py": _demo_options,
 }
-SUBCOMMANDS = {"flowers_hf.push"}
+SUBCOMMANDS = {"flowers_hf.push", "flowers_hf.tune"}
 LAUNCHERS: dict[str, Callable[[str | None], set[str]]] = {
     "accelerate launch": _accelerate_options,
     "torchrun": _torchrun_options,
