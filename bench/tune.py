@@ -9,7 +9,7 @@ the ratios are measured side by side):
     python bench/tune.py                      # ~15 min on 2 CPU cores
     python bench/tune.py --n_trials 4 --images_per_class 12 --output_dir /tmp/tune_bench   # a smoke run
 
-Prints a table, then the figures as one JSON line.
+Prints the figures as one JSON line, then a table.
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ def measure(args: TuneBenchArguments) -> dict[str, Any]:
         "best_learning_rate": best_lr,
         "lr_find_valley": found.valley,
         "lr_find_steepest": found.steepest,
-        "valley_over_best_lr": round(found.valley / best_lr, 3),
-        "steepest_over_best_lr": round(found.steepest / best_lr, 3),
+        "valley_over_best_lr": found.valley / best_lr,
+        "steepest_over_best_lr": found.steepest / best_lr,
+        "lr_find_steps": len(found.losses),
         "validation_images": len(prepare(arguments, splits=SEARCH_SPLITS).data.splits["validation"]),
     }
 
@@ -125,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_logging()
     (args,) = parse_args((TuneBenchArguments,), argv, prog="bench/tune.py")
     figures = measure(args)
+    print(json.dumps(figures), flush=True)
     print(table(figures))
-    print(json.dumps(figures))
     return figures
 
 

@@ -72,7 +72,7 @@ def test_range_test_leaves_the_weights_and_frozen_layers_as_they_were(tmp_path, 
 def test_lr_find_command_writes_the_curve_the_plot_and_the_flag(tmp_path, capsys):
     found = tune_main.main(["lr_find", "--num_steps", "10", *TINY, "--output_dir", str(tmp_path)])
     record = yaml.safe_load((tmp_path / "lr_find.json").read_text())
-    assert record["valley"] == found["valley"] and record["flag"] == f"--learning_rate {found['valley']:.2e}"
+    assert record["valley"] == found["valley"] and record["flag"] == f"--learning_rate {found['steepest']:.2e}"
     assert (tmp_path / "lr_find.png").stat().st_size > 10_000
     assert record["flag"] in capsys.readouterr().out
 

@@ -17,9 +17,12 @@ class LrFindArguments:
     lr_min: float = field(default=1e-7, metadata={"help": "The first learning rate of the range."})
     lr_max: float = field(default=10.0, metadata={"help": "The last learning rate of the range."})
     num_steps: int | None = field(
-        default=None, metadata={"help": "Optimizer steps of the test (default: one epoch, at most 100)."}
+        default=None,
+        metadata={"help": "Optimizer steps of the test (default: one epoch, at least 50 and at most 100 steps)."},
     )
-    smoothing: float = field(default=0.98, metadata={"help": "The loss's exponential smoothing factor."})
+    smoothing: float = field(
+        default=0.8, metadata={"help": "The loss's exponential smoothing factor (fastai: 0.98 over 100 steps)."}
+    )
     diverge_factor: float = field(
         default=4.0, metadata={"help": "Stop once the smoothed loss exceeds its minimum by this factor."}
     )

@@ -56,6 +56,7 @@ class _RaiseLearningRate(TrainerCallback):
         self.rates, self.base, self.smoothing, self.diverge_factor = rates, base, smoothing, diverge_factor
         self.losses: list[float] = []
         self.smoothed: list[float] = []
+        self.learning_rates: list[float] = []  # the rate of the step each logged loss is of
         self._mean = 0.0
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
@@ -67,6 +68,8 @@ class _RaiseLearningRate(TrainerCallback):
         if not logs or "loss" not in logs:
             return
         loss = float(logs["loss"])
+        # The Trainer may log less often than every step (it logs on its own step count): the rate is the step's.
+        self.learning_rates.append(float(self.rates[min(state.global_step, len(self.rates)) - 1]))
         self.losses.append(loss)
         self._mean = self.smoothing * self._mean + (1 - self.smoothing) * loss
         self.smoothed.append(self._mean / (1 - self.smoothing ** len(self.losses)))
@@ -75,14 +78,16 @@ class _RaiseLearningRate(TrainerCallback):
 
 
 def suggestions(learning_rates: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:
-    """``(steepest, valley)`` of a smoothed loss curve, read up to its minimum (the diverging tail left out).
+    """``(steepest, valley)`` of a smoothed loss curve, read from a tenth of the way in (where the average has
+    settled) up to its minimum (the diverging tail left out).
 
     Args:
         learning_rates: the increasing learning rates.
         smoothed: the smoothed loss at each.
     """
-    end = int(np.nanargmin(smoothed)) + 1
-    rates, losses = learning_rates[:end], smoothed[:end]
+    start = len(smoothed) // 10
+    end = start + int(np.nanargmin(smoothed[start:])) + 1
+    rates, losses = learning_rates[start:end], smoothed[start:end]
     if len(rates) < 3:
         return float(rates[0]), float(rates[0])
     slope = np.gradient(losses, np.log10(rates))
@@ -131,7 +136,7 @@ def _train_stage_one(model: Any, groups: list, make_trainer: Any, args: Any, fol
 
 def _probe(make_trainer: Any, num_images: int, args: Any, options: LrFindArguments, folder: Path) -> RangeTest:
     steps_per_epoch = math.ceil(num_images / (args.per_device_train_batch_size * args.world_size))
-    steps = options.num_steps or max(5, min(100, steps_per_epoch // max(args.gradient_accumulation_steps, 1)))
+    steps = options.num_steps or max(50, min(100, steps_per_epoch // max(args.gradient_accumulation_steps, 1)))
     rates = np.geomspace(options.lr_min, options.lr_max, steps)
     probe_args = dataclasses.replace(
         args, output_dir=str(folder), max_steps=steps, learning_rate=options.lr_min, lr_scheduler_type="constant",
@@ -142,10 +147,11 @@ def _probe(make_trainer: Any, num_images: int, args: Any, options: LrFindArgumen
     trainer = make_trainer(probe_args)
     trainer.add_callback(recorder)
     trainer.train()
-    count = len(recorder.losses)
     smoothed = np.array(recorder.smoothed)
-    steepest, valley = suggestions(rates[:count], np.where(np.isfinite(smoothed), smoothed, np.inf))
-    return RangeTest(rates[:count].tolist(), recorder.losses, recorder.smoothed, steepest, valley, count < steps)
+    learning_rates = np.array(recorder.learning_rates)
+    steepest, valley = suggestions(learning_rates, np.where(np.isfinite(smoothed), smoothed, np.inf))
+    stopped = trainer.state.global_step < steps
+    return RangeTest(learning_rates.tolist(), recorder.losses, recorder.smoothed, steepest, valley, stopped)
 
 
 def write_range_test(result: RangeTest, stage: int, output_dir: Path) -> tuple[Path, Path]:
@@ -176,6 +182,7 @@ def write_range_test(result: RangeTest, stage: int, output_dir: Path) -> tuple[P
 
 
 def suggested_flag(result: RangeTest, stage: int) -> str:
-    """The ``train.py`` flag to use: the valley's rate, for the probed stage."""
+    """The ``train.py`` flag to use: the steepest descent's rate, for the probed stage (in bench/tune.py it lay
+    within ×3 of the best trial's rate, the valley's ×18 below it: BENCHMARKS.md)."""
     name = "learning_rate" if stage == 1 else "stage2_learning_rate"
-    return f"--{name} {result.valley:.2e}"
+    return f"--{name} {result.steepest:.2e}"
