@@ -2,7 +2,8 @@
 the ratios are measured side by side):
 
 - 12 trials with the median pruner against the same 12 sampled configurations without pruning (enqueued in a second
-  study): wall-time ratio (target ≤ 0.5) and best validation (target: equal within noise);
+  study, trial by trial in lockstep): wall-time ratio (target ≤ 0.5) and best validation (target: equal within
+  noise);
 - the best trial's validation against the quickstart preset's on the same data and model (target: better);
 - the learning-rate finder's suggestions against the best trial's learning rate (target: within ×3).
 
@@ -55,9 +56,9 @@ def _study(folder: Path) -> optuna.Study:
     return optuna.load_study(study_name="flowers_hf", storage=f"sqlite:///{folder / 'study.db'}")
 
 
-def _search(args: TuneBenchArguments, folder: Path, pruner: str) -> float:
+def _search(args: TuneBenchArguments, folder: Path, pruner: str, n_trials: int) -> float:
     started = time.perf_counter()
-    tune(["search", "--search", args.search, "--n_trials", str(args.n_trials), "--output_dir", str(folder),
+    tune(["search", "--search", args.search, "--n_trials", str(n_trials), "--output_dir", str(folder),
           "--pruner", pruner, "--final_run", "false", *_base(args)])  # fmt: skip
     return time.perf_counter() - started
 
@@ -66,16 +67,17 @@ def measure(args: TuneBenchArguments) -> dict[str, Any]:
     out = Path(args.output_dir)
     shutil.rmtree(out, ignore_errors=True)
     pruned_dir, plain_dir = out / "pruned", out / "unpruned"
-    pruned_s = _search(args, pruned_dir, "median")
-    pruned = _study(pruned_dir)
-    # The same configurations, in the same order, every one trained to its end.
     plain_dir.mkdir(parents=True)
     plain = optuna.create_study(study_name="flowers_hf", storage=f"sqlite:///{plain_dir / 'study.db'}",
                                 direction="maximize")  # fmt: skip
-    for trial in pruned.trials:
-        plain.enqueue_trial(trial.params)
-    plain_s = _search(args, plain_dir, "none")
-    plain = _study(plain_dir)
+    # In lockstep, so that the machine's load weighs on both alike: trial k with pruning, then the same
+    # configuration trained to its end.
+    pruned_s = plain_s = 0.0
+    for k in range(1, args.n_trials + 1):
+        pruned_s += _search(args, pruned_dir, "median", k)
+        plain.enqueue_trial(_study(pruned_dir).trials[k - 1].params)
+        plain_s += _search(args, plain_dir, "none", k)
+    pruned, plain = _study(pruned_dir), _study(plain_dir)
 
     # The quickstart preset's own hyperparameters on the same data and model; the range test on them.
     arguments = parse_args(ARGUMENTS, [*_base(args), "--output_dir", str(out / "preset")])
