@@ -67,11 +67,15 @@ def _outcomes_are_right(counts, faults, answered: set[str], refused: dict[str, s
     assert all("too large to open safely" in refused[name] for name in refused if "_bomb_" in name)
 
 
-def test_200_fuzzed_files_through_the_classifier_are_answered_or_refused_in_one_line(untrained_folder, tmp_path):
+@pytest.mark.parametrize(
+    "count", [200, pytest.param(1000, marks=pytest.mark.slow)], ids=["200", "1000"]
+)  # the quick loop runs 200
+def test_fuzzed_files_through_the_classifier_are_answered_or_refused_in_one_line(untrained_folder, tmp_path, count):
     classifier = ImageClassifier.from_pretrained(untrained_folder)
     answered, refused = set(), {}
-    inputs = fuzz_inputs(200, seed=1)
+    inputs = fuzz_inputs(count, seed=1)
     counts, faults = tally(inputs, _through_the_classifier(classifier, tmp_path, answered, refused), limit_s=10)
+    print(f"\n{count} fuzzed files through ImageClassifier.predict\n{table(counts)}")
     _outcomes_are_right(counts, faults, answered, refused)
     assert (counts["answered"], counts["refused"]) == (len(answered), len(refused))
     assert {name.split("_intact_")[-1] for name in answered if "_intact_" in name} == set(SEEDS)

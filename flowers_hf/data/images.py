@@ -88,7 +88,8 @@ def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image
         raise UnreadableImageError(
             f"This image is too large to open safely (more than {limit:,} pixels); send a smaller one."
         ) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+    # Pillow 12's AVIF plugin raises RuntimeError on corrupt data ("Failed to decode frame 0: …"): found by fuzzing.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, RuntimeError) as error:
         raise UnreadableImageError(f"This file is not an image that can be read ({_reason(error)}).") from error
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
