@@ -174,11 +174,20 @@ def classify_uploads(classifier: ImageClassifier, uploads: Sequence[Upload], top
         try:
             opened.append(classifier.prepare(load_photo(upload)))
         except gr.Error as error:
+            # One line for the log, not a traceback: the file was at fault, not the demo. A bug still raises.
+            logger.warning("refused an upload (%s): %s", _upload_name(upload), error.message)
             opened.append(Prepared(error.message))
     inputs = [entry for entry in opened if isinstance(entry, torch.Tensor)]
     answers = iter(classifier.predict_and_score_prepared(inputs, top_k))
     # With TTA, only the centre crop is kept (a copy, not the views' storage): the view and the heat map show it.
     return [entry if isinstance(entry, Prepared) else Prepared(next(answers), _centre(entry)) for entry in opened]
+
+
+def _upload_name(upload: Upload) -> str:
+    """What the log calls an upload: its file name (Gradio keeps the one it was sent with)."""
+    if isinstance(upload, dict):
+        upload = upload.get("path") or ("a pasted image" if upload.get("url") else None)
+    return Path(upload).name if upload else "no image"
 
 
 def _centre(prepared: torch.Tensor) -> torch.Tensor:
@@ -218,7 +227,8 @@ class Click:
             raise
         if len(entries) == 1 and isinstance(entries[0].answer, str):
             self.recent.put(uploads[0], entries[0]._replace(in_label=False))
-            raise gr.Error(entries[0].answer)  # alone: the message in the page, an error from the API, as ever
+            # Alone: the message in the page, an error from the API, as ever; logged above in one line.
+            raise gr.Error(entries[0].answer, print_exception=False)
         for upload, entry in zip(uploads, entries, strict=True):
             self.recent.put(upload, entry)
         return ([entry.answer if isinstance(entry.answer, str) else entry.answer[0] for entry in entries],)

@@ -5,7 +5,8 @@ python tests/ddp_dies.py MODE FLAG_FILE ARGS…
 
 The time of the death goes to FLAG_FILE with the suffix ``.died``.
 
-MODE: ``mid_epoch`` (as optimizer step 5 begins, inside epoch 2), ``checkpoint`` (as the checkpoint of step 6 is
+MODE: ``mid_epoch`` (as optimizer step 5 begins, inside epoch 2), ``all_mid_epoch`` (the same, every process: each
+machine of a launch killed at once), ``checkpoint`` (as the checkpoint of step 6 is
 written by rank 0), ``final_model`` (while rank 0 writes the final model folder: it marks FLAG_FILE with the weights
 written but not yet in place, then takes 30 s, long enough to be killed mid-write).
 """
@@ -26,7 +27,8 @@ RANK = int(os.environ.get("RANK", "0"))
 
 
 def die() -> None:
-    DIED.write_text(str(time.time()))
+    if RANK == 1 or not DIED.exists():
+        DIED.write_text(str(time.time()))
     print(f"ddp_dies: rank {RANK} kills itself", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -34,7 +36,7 @@ def die() -> None:
 if __name__ == "__main__":
     mode, flag, argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     DIED = flag.with_suffix(".died")  # when rank 1 died, for the test to time the others' end
-    if mode == "mid_epoch" and RANK == 1:
+    if (mode == "mid_epoch" and RANK == 1) or mode == "all_mid_epoch":
         training_step = Trainer.training_step
 
         def dying_step(self, *args, **kwargs):

@@ -19,7 +19,7 @@ from transformers import Trainer, pipeline
 
 import train
 from flowers_hf.core.cli import parse_args, run_cli
-from flowers_hf.core.disk import atomic_folder, disk_full_guard
+from flowers_hf.core.disk import MB, atomic_folder, disk_full_guard, free_mb
 from flowers_hf.core.errors import DiskFullError
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments
@@ -51,7 +51,7 @@ def test_the_guard_names_the_path_and_the_space_and_removes_what_was_cut_short(t
     partial = tmp_path / "checkpoint-9"
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"half")
-    expected = r"writing .*checkpoint-9: it needs about 3 MB and [\d,]+ MB are free"
+    expected = r"writing .*checkpoint-9: it needs about 3.0 MB and [\d,.]+ MB are free"
     with (
         pytest.raises(DiskFullError, match=expected),
         disk_full_guard(partial, 3 * 1024 * 1024, then="run it again", remove=partial),
@@ -60,6 +60,19 @@ def test_the_guard_names_the_path_and_the_space_and_removes_what_was_cut_short(t
     assert not partial.exists()
     with pytest.raises(PermissionError), disk_full_guard(partial, 1):  # other errors pass through unchanged
         raise PermissionError("read-only")
+
+
+def test_an_error_without_an_errno_is_a_full_disk_only_when_less_than_the_write_needs_is_free(tmp_path):
+    needed = int(free_mb(tmp_path) * MB) + MB
+    cut = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    with pytest.raises(DiskFullError, match="MB are free there"), disk_full_guard(tmp_path, needed):
+        raise cut
+    with pytest.raises(RuntimeError) as passed, disk_full_guard(tmp_path, 1024):  # space left: another fault
+        raise cut
+    assert passed.value is cut
+    with pytest.raises(OSError) as passed, disk_full_guard(tmp_path, needed):  # an errno that is not ENOSPC
+        raise PermissionError(errno.EACCES, "denied")
+    assert not isinstance(passed.value, DiskFullError)
 
 
 def test_an_atomic_folder_moves_nothing_when_the_write_fails(tmp_path):

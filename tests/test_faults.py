@@ -42,11 +42,14 @@ def reference(tmp_path_factory) -> Path:
     return output
 
 
-def _machine(rank: int, port: str, output: Path, script: list[str] | None = None) -> subprocess.Popen:
+def _machine(
+    rank: int, port: str, output: Path, script: list[str] | None = None, extra: tuple[str, ...] = ()
+) -> subprocess.Popen:
     """One of two "machines" of a launch, on this host: one process, rendezvous at 127.0.0.1."""
     machine = ["--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
                "--main_process_port", port]  # fmt: skip
-    command = [*LAUNCH, *machine, *(script or [str(ROOT / "train.py")]), *ARGS, "--output_dir", str(output)]
+    script = script or [str(ROOT / "train.py")]
+    command = [*LAUNCH, *machine, *script, *ARGS, *extra, "--output_dir", str(output)]
     return subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -107,3 +110,40 @@ def test_a_process_killed_on_one_of_two_machines_ends_the_other_machine_too_with
     assert ended - float(flag.with_suffix(".died").read_text()) < 60
     assert re.search(r"rank\s*:\s*1 \(local_rank: 0\)", logs[1]) and "SIGKILL" in logs[1]
     assert _processes_of(output) == []
+
+
+def _two_machines(outputs: tuple[Path, Path], script: list[str] | None = None, *extra: str) -> list[str]:
+    """Both machines of a launch, to their end; each one's log."""
+    port = str(free_port())
+    machines = [_machine(rank, port, outputs[rank], script, extra) for rank in (0, 1)]
+    logs = [machine.communicate(timeout=600)[1] for machine in machines]
+    if script is None:
+        assert [machine.returncode for machine in machines] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    else:
+        assert all(machine.returncode != 0 for machine in machines), logs[0][-2000:] + logs[1][-2000:]
+    return logs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", [True, False], ids=["shared_folder", "folder_per_machine"])
+def test_two_machines_both_killed_mid_epoch_resume_with_the_same_command_and_end_as_an_uninterrupted_run(
+    reference, tmp_path, shared
+):
+    # shared: one --output_dir on a shared file system (the default). Else machines without one: each its own
+    # folder and --save_on_each_node, so each keeps the checkpoints it resumes from.
+    outputs = (tmp_path / "machine0",) * 2 if shared else (tmp_path / "machine0", tmp_path / "machine1")
+    extra = () if shared else ("--save_on_each_node", "true")
+    dies = [str(ROOT / "tests" / "ddp_dies.py"), "all_mid_epoch", str(tmp_path / "flag")]
+    _two_machines(outputs, dies, *extra)  # every process killed as step 5 begins: after the checkpoint of step 3
+    for output in set(outputs):
+        assert (output / "stage1" / "checkpoint-3" / "trainer_state.json").is_file()
+        assert not (output / "stage1" / "checkpoint-6").exists()
+    assert sorted(p.name for p in (outputs[1] / "stage1" / "checkpoint-3").glob("rng_state*")) == (
+        ["rng_state_0.pth", "rng_state_1.pth"] if shared else ["rng_state_1.pth"]
+    )
+
+    logs = _two_machines(outputs, None, *extra)  # the same command again
+    for log, output in zip(logs, outputs, strict=True):
+        assert f"Resuming stage 1 from checkpoint {output / 'stage1' / 'checkpoint-3'}" in log
+    assert _results(outputs[0]) == _results(reference)
+    assert (outputs[1] / "stage1" / "checkpoint-9" / "trainer_state.json").is_file()  # machine 1 saved on its own

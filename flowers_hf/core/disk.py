@@ -4,6 +4,11 @@ Every large write of a run goes through ``disk_full_guard``: the checkpoints, th
 model folder and its reports. What is left behind stays usable: a checkpoint cut short is removed (the rerun resumes
 from the previous complete one), ``datasets`` moves its cache files into place only once written, and the model
 folder's files are written beside it and renamed into place (``atomic_folder``).
+
+A full disk does not always surface as ``OSError(ENOSPC)``: ``torch.save``'s zip writer (torch 2.x) raises
+``RuntimeError: [enforce fail at inline_container.cc:…] . unexpected pos …`` after ``basic_ios::clear: iostream
+error``, and safetensors its ``SafetensorError``, both without an errno. Such an error from a guarded write counts as
+a full disk when the space left there is less than the write needs; otherwise it passes through unchanged.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from flowers_hf.core.errors import DiskFullError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)  # what a write that ran out of space raises
 MB = 1024 * 1024
 
 
@@ -37,18 +45,41 @@ def disk_full_guard(
     """
     try:
         yield
-    except OSError as error:
-        if error.errno not in _FULL or isinstance(error, DiskFullError):
+    except _WRITE_ERRORS as error:
+        if isinstance(error, DiskFullError) or not is_disk_full(error, path, needed_bytes):
             raise
+        free = free_mb(path)  # as the write found it, before the partial file is removed
         if remove is not None and Path(remove).is_dir():
             shutil.rmtree(remove, ignore_errors=True)
         elif remove is not None:
             Path(remove).unlink(missing_ok=True)
         raise DiskFullError(
-            f"no space left on the device writing {path}: it needs about {needed_bytes / MB:,.0f} MB and "
-            f"{free_mb(path):,.0f} MB are free there. Free some space or write elsewhere"
-            + (f"; {then}" if then else ""),
+            f"no space left on the device writing {path}: it needs about {_mb(needed_bytes / MB)} MB and "
+            f"{_mb(free)} MB are free there. Free some space or write elsewhere" + (f"; {then}" if then else ""),
         ) from error
+
+
+def is_disk_full(error: BaseException, path: str | Path, needed_bytes: int) -> bool:
+    """Whether ``error``, raised by a write of about ``needed_bytes`` to ``path``, means the disk is full: an
+    ENOSPC/EDQUOT anywhere in its chain, or a write error without an errno while less than that is free there.
+
+    Args:
+        error: what the write raised.
+        path: what was being written.
+        needed_bytes: about how much the write takes.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in _FULL:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    unnumbered = not isinstance(error, OSError) or error.errno is None
+    return unnumbered and free_mb(path) * MB < needed_bytes
+
+
+def _mb(megabytes: float) -> str:
+    """Whole megabytes, or one decimal below 10 (a small copy would read "0 MB")."""
+    return f"{megabytes:,.0f}" if megabytes >= 10 else f"{megabytes:.1f}"
 
 
 def free_mb(path: str | Path) -> float:

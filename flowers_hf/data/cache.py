@@ -25,6 +25,7 @@ import datasets
 from PIL import Image
 
 from flowers_hf.core.disk import disk_full_guard
+from flowers_hf.core.errors import DiskFullError
 from flowers_hf.data.images import to_rgb
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import eval_crop
@@ -91,17 +92,32 @@ def cache_images(
     """
     # datasets (5.2) writes the copy to a temporary file and moves it into place once complete, so a failed write
     # leaves no copy that a later run would take for a whole one.
-    where = Path(split.cache_files[0]["filename"]).parent if split.cache_files else "the datasets cache"
-    with disk_full_guard(where, _copy_bytes(split, resize), then="the same command builds the copy again"):
-        return split.map(
-            _resize_batch,
-            batched=True,
-            batch_size=64,
-            fn_kwargs={"resize": resize},
-            features=split.features,
-            num_proc=num_proc,
-            desc=description,
-        )
+    where = Path(split.cache_files[0]["filename"]).parent if split.cache_files else None
+    before = _temporary_files(where)
+    try:
+        with disk_full_guard(
+            where or "the datasets cache", _copy_bytes(split, resize), then="the same command builds the copy again"
+        ):
+            return split.map(
+                _resize_batch,
+                batched=True,
+                batch_size=64,
+                fn_kwargs={"resize": resize},
+                features=split.features,
+                num_proc=num_proc,
+                desc=description,
+            )
+    except DiskFullError:
+        # datasets 5.2 leaves the temporary file of a copy cut short by a full disk (tmpXXXXXXXX beside its
+        # cache): never used again, but it holds the space the rerun needs.
+        for leftover in _temporary_files(where) - before:
+            leftover.unlink(missing_ok=True)
+        raise
+
+
+def _temporary_files(folder: Path | None) -> set[Path]:
+    """The files ``datasets`` writes a cache file into before moving it into place (``tempfile``'s ``tmp*``)."""
+    return set(folder.glob("tmp*")) if folder is not None else set()
 
 
 def _copy_bytes(split: datasets.Dataset, resize: Callable[[Image.Image], Image.Image]) -> int:

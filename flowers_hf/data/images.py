@@ -78,6 +78,7 @@ def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image
     limit = Image.MAX_IMAGE_PIXELS or float("inf")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # PIL's "Corrupt EXIF data": nothing anyone can act on
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL only warns up to twice the limit
             with Image.open(source) as opened:
                 opened.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale when that suffices
@@ -87,7 +88,8 @@ def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image
         raise UnreadableImageError(
             f"This image is too large to open safely (more than {limit:,} pixels); send a smaller one."
         ) from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+    # Pillow 12's AVIF plugin raises RuntimeError on corrupt data ("Failed to decode frame 0: …"): found by fuzzing.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, RuntimeError) as error:
         raise UnreadableImageError(f"This file is not an image that can be read ({_reason(error)}).") from error
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
@@ -96,4 +98,5 @@ def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image
 def _reason(error: Exception) -> str:
     if isinstance(error, UnidentifiedImageError):
         return "unknown format or not an image"
-    return str(error).split(" '/")[0] or type(error).__name__  # PIL names the temporary path; keep it out
+    # PIL names the temporary path: keep it out. libheif's messages end in a newline: one line only.
+    return " ".join(str(error).split(" '/")[0].split()) or type(error).__name__

@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 from datasets import Dataset
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 from flowers_hf.core.disk import disk_full_guard
 from flowers_hf.data.mixup import build_mixer
@@ -67,6 +69,17 @@ class ClassWeightedTrainer(Trainer):
         then = "the same command resumes from the last complete checkpoint"
         with disk_full_guard(folder, _checkpoint_bytes(self.model), then=then, remove=folder):
             super()._save_checkpoint(model, trial)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        # transformers 5.23's save_pretrained writes the weights on global rank 0 alone (should_save_on_this_rank),
+        # whatever is_main_process says: with --save_on_each_node the checkpoints of the other machines had none,
+        # and those machines started again from step 0 while machine 0 resumed (a collective mismatch).
+        if self.args.should_save and not self.is_world_process_zero():
+            folder = Path(output_dir or self.args.output_dir)
+            model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
+            model.config.save_pretrained(folder)
+            safetensors.torch.save_model(model, str(folder / SAFE_WEIGHTS_NAME), metadata={"format": "pt"})
 
     def get_batch_samples(
         self, epoch_iterator: Iterator, num_batches: int, device: torch.device
