@@ -210,6 +210,10 @@ def test_excluded_images_are_absent_and_listed(tmp_path):
     other = DatasetIdentity("synthetic", "synthetic", split_sizes={"train": 5, "validation": 2, "test": 2})
     with pytest.raises(DataError, match="not this data set"):
         exclude_audited(data, str(tmp_path / "audit.json"), other, None)
+    emptied = {**AUDIT, "findings": {"outliers": [{"split": "validation", "index": i, "file": None} for i in (0, 1)]}}
+    (tmp_path / "emptied.json").write_text(json.dumps(emptied))
+    with pytest.raises(DataError, match="leaves none of the 2 images of 'validation'"):
+        exclude_audited(data, f"{tmp_path / 'emptied.json'}:outliers", identity, None)
 
 
 @pytest.mark.slow
@@ -218,7 +222,7 @@ def test_train_leaves_out_what_the_audit_flagged_and_says_so_in_the_card(tmp_pat
 
     data_options = TINY_RUN[:6]  # the tiny run's synthetic set: 6 classes x 40 images of 32 px
     audit([data_options[1], *data_options[2:], "--backbone", "test_resnet", "--pretrained", "false",
-           "--output_dir", str(tmp_path / "audit"), "--disable_tqdm", "true"])  # fmt: skip
+           "--near_cosine", "0.999", "--output_dir", str(tmp_path / "audit"), "--disable_tqdm", "true"])  # fmt: skip
     found = json.loads((tmp_path / "audit" / "audit.json").read_text())
     expected = flagged_rows(found, ("leaks", "label_issues"))
     train_rows = sum(row["split"] == "train" for row in expected)

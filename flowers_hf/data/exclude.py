@@ -77,6 +77,8 @@ def exclude_audited(
     kept = {}
     for name, split in data.items():
         drop = {row["index"] for row in rows if row["split"] == name}
+        if drop and len(drop) >= len(split):
+            raise DataError(f"--exclude {spec} leaves none of the {len(split)} images of '{name}'; choose fewer kinds")
         kept[name] = split.select([i for i in range(len(split)) if i not in drop]) if drop else split
     return datasets.DatasetDict(kept)
 
