@@ -18,6 +18,7 @@ from transformers import TimmWrapperForImageClassification, Trainer, TrainerCall
 from flowers_hf.core.cli import parse_args, setup_logging
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments, TransformArguments
+from flowers_hf.data.exclude import exclude_audited
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
 from flowers_hf.data.validate import drop_bad_images
 from flowers_hf.model.arguments import ModelArguments
@@ -113,12 +114,13 @@ def prepare(
         check_push_access(args.hub_model_id, hub_token)  # now, not after hours of training
 
     # Data: any image-classification source with its own class names and identity; images that cannot be decoded
-    # are listed in bad_images.json and left out (or stop the run).
+    # are listed in bad_images.json and left out (or stop the run), and with --exclude those an audit flagged.
     with args.main_process_first(desc="loading the data"):
         loaded = load_data(args=data_args)
         raw = loaded.splits if splits is None else DatasetDict({name: loaded.splits[name] for name in splits})
         report_dir = output_dir if args.should_save else None
         raw = drop_bad_images(raw, data_args.on_bad_image, report_dir, num_proc=args.dataloader_num_workers)
+        raw = exclude_audited(raw, data_args.exclude, loaded.identity, report_dir)  # --exclude audit.json
     class_names = raw["train"].features["label"].names
 
     # Model, and the preprocessing its timm data config prescribes; the data path it implies.

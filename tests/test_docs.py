@@ -60,6 +60,12 @@ def _data_options(subcommand: str | None) -> set[str]:
     return _option_strings(HfArgumentParser((_data_arguments(),))) | {PRESET_FLAG}
 
 
+def _audit_options(subcommand: str | None) -> set[str]:
+    from flowers_hf.audit.arguments import AuditArguments
+
+    return _option_strings(HfArgumentParser((AuditArguments, _data_arguments()))) | {PRESET_FLAG}
+
+
 def _push_options(subcommand: str | None) -> set[str]:
     """``python -m flowers_hf.push push|push-space …``: the subcommand's parser, as ``main`` builds it."""
     from flowers_hf.push import main
@@ -110,6 +116,7 @@ ENTRY_POINTS: dict[str, Callable[[str | None], set[str]]] = {
     "flowers_hf.data": _data_options,
     "flowers_hf.push": _push_options,
     "flowers_hf.tune": _tune_options,
+    "flowers_hf.audit": _audit_options,
     "demo/app.py": _demo_options,
 }
 SUBCOMMANDS = {"flowers_hf.push", "flowers_hf.tune"}

@@ -18,6 +18,7 @@ LAYERS = {
     "training": 5,  # the Trainer, its arguments, stages, frozen features
     "reporting": 6,  # the run folder, plots, the model card, publishing
     "export": 7,  # python -m flowers_hf.export
+    "audit": 7,  # python -m flowers_hf.audit: duplicates, leaks, label errors, outliers
     "evaluate": 8,  # python -m flowers_hf.evaluate
     "push": 8,  # python -m flowers_hf.push
     "train": 8,  # train.py's work

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowers_hf.core.errors import ArgumentError
+from flowers_hf.data.exclude import parse_exclude
 
 # The default Flowers-102 copy: the original JPEGs (about 350 MB) in the official 1,020 / 1,020 / 6,149 split with
 # labels in the Oxford order (its build script sets label = imagelabels.mat - 1 and splits by setid.mat). The
@@ -101,9 +102,20 @@ class DataArguments:
         },
     )
 
+    exclude: str | None = field(
+        default=None,
+        metadata={
+            "help": "AUDIT.json[:kinds]: leave out the images python -m flowers_hf.audit flagged, kinds among leaks "
+            "(the train-side copy), duplicates, label_issues, outliers (default: leaks); listed in "
+            "OUTPUT_DIR/excluded.json and the model card. Nothing is deleted."
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.dataset_revision is None:
             self.dataset_revision = PINNED_REVISIONS.get(self.dataset)
+        if self.exclude:
+            parse_exclude(self.exclude)  # an unknown kind stops the run now, not after loading the data
         for name in ("validation_fraction", "test_fraction"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ArgumentError(f"--{name} must lie strictly between 0 and 1, got {getattr(self, name)}")

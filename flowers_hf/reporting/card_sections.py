@@ -3,12 +3,15 @@ running the ONNX export (``python -m flowers_hf.export``) and the open-set figur
 
 from __future__ import annotations
 
+import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from flowers_hf.data.exclude import EXCLUDED_FILE
 from flowers_hf.reporting.model_card import LOCAL_PLACEHOLDER, percent
 from flowers_hf.serving.open_set import SCORE_NAMES
 
@@ -107,3 +110,25 @@ def add_open_set_section(card_path: Path, report: dict[str, Any], plot: str) -> 
     )
     put_section(card_path, OPEN_SET_MARKERS, body)
     logger.info("Added the open-set figures to %s", card_path)
+
+
+EXCLUDED_MARKERS = ("<!-- flowers_hf audit: excluded -->", "<!-- /flowers_hf audit: excluded -->")
+_LISTED = 20  # images named in the card; excluded.json lists every one
+
+
+def add_exclusion_section(card_path: Path, output_dir: Path) -> None:
+    """Name the images ``train.py --exclude`` left out (``excluded.json``) in the run's model card; nothing when
+    none were."""
+    path = output_dir / EXCLUDED_FILE
+    rows = json.loads(path.read_text()) if path.is_file() else []
+    if not rows:
+        return
+    kinds = Counter(row["kind"] for row in rows)
+    names = [f"{row['split']}/{row['file'] or '#' + str(row['index'])} ({row['kind']})" for row in rows[:_LISTED]]
+    more = f", and {len(rows) - _LISTED} more (all in `{EXCLUDED_FILE}`)" if len(rows) > _LISTED else ""
+    body = (
+        f"## Data audit\n\n{len(rows)} images excluded after an audit "
+        f"({', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items()))}): {', '.join(names)}{more}. "
+        "The data set itself is unchanged."
+    )
+    put_section(card_path, EXCLUDED_MARKERS, body)

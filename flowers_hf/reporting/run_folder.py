@@ -28,7 +28,7 @@ from flowers_hf.evaluation.mistakes import confused_pairs, per_class_accuracy, t
 from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule
 from flowers_hf.model.arguments import ModelArguments
 from flowers_hf.model.modeling import save_model
-from flowers_hf.reporting.card_sections import add_open_set_section
+from flowers_hf.reporting.card_sections import add_exclusion_section, add_open_set_section
 from flowers_hf.reporting.model_card import RunSummary, write_model_card
 from flowers_hf.reporting.plots import (
     plot_accuracy_curve,
@@ -133,6 +133,7 @@ def _write_reports(run: FinishedRun, output_dir: Path, open_set: dict[str, Any] 
     summary = run_summary(run.model, model_args, args, run.prep, run.data.raw, run.stages, run.scores.metrics)
     summary.confusions = confusions[:CARD_CONFUSIONS]
     write_model_card(summary, output_dir)
+    add_exclusion_section(output_dir / "README.md", output_dir)
     if open_set is not None:
         pairs = score_pairs(run.scores.test[0], run.scores.held_out, run.scores.calibration.temperature)
         write_open_set(open_set, pairs, output_dir, output_dir)

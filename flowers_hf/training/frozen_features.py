@@ -185,7 +185,7 @@ class FrozenFeatures:
     def _features(self, timm_model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
         pixels = self._input(pixels)
         with self._autocast():
-            features = _pre_logits(timm_model, pixels)
+            features = pre_logits(timm_model, pixels)
         return features.float().cpu()
 
     def _input(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -203,7 +203,7 @@ class FrozenFeatures:
         name = next(iter(self.sources.splits))
         batch = next(iter(self._loader(self.sources.splits[name], seed=self.args.seed)))
         pixels = self._input(batch["pixel_values"][:8])
-        features = _pre_logits(timm_model, pixels)
+        features = pre_logits(timm_model, pixels)
         if features.dim() != 2:
             logger.warning("%s's pre-logits are not vectors: evaluating the whole model", type(timm_model).__name__)
             return False
@@ -221,7 +221,7 @@ class FrozenFeatures:
         return True
 
 
-def _pre_logits(timm_model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+def pre_logits(timm_model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     """The pooled features timm's classifier takes (``forward_head(..., pre_logits=True)``)."""
     return timm_model.forward_head(timm_model.forward_features(pixels), pre_logits=True)
 

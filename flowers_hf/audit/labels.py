@@ -1,0 +1,56 @@
+"""Likely label errors: out-of-sample class probabilities from a k-fold cross-validated logistic regression on the
+frozen features (no fine-tuning), ranked by cleanlab's ``find_label_issues``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from flowers_hf.audit.catalog import Catalog
+
+logger = logging.getLogger(__name__)
+
+
+def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """Each image's class probabilities from a classifier that never saw it: ``(images, classes)``.
+
+    Args:
+        features: one vector per image.
+        labels: the given class ids.
+        folds: k of the stratified k-fold (lowered to the smallest class's count when that is fewer).
+        seed: the folds' shuffle.
+    """
+    smallest = int(np.bincount(labels).min()) if len(labels) else 0
+    k = max(2, min(folds, smallest))
+    if k < folds:
+        logger.warning("Cross-validating in %d folds, not %d: the smallest class has %d images", k, folds, smallest)
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return cross_val_predict(classifier, features, labels, cv=cv, method="predict_proba")
+
+
+def label_issues(cat: Catalog, features: np.ndarray, folds: int) -> list[dict[str, Any]]:
+    """Suspected mislabels of every split, most suspect first: ``{"split", "index", "file", "given", "suggested",
+    "label_quality", "suggested_probability"}``."""
+    probabilities = out_of_sample_probabilities(features, cat.label, folds)
+    ranked = find_label_issues(cat.label, probabilities, return_indices_ranked_by="self_confidence")
+    quality = get_label_quality_scores(cat.label, probabilities)
+    names = cat.class_names
+    return [
+        {
+            **cat.item(int(row)),
+            "given": names[cat.label[row]],
+            "suggested": names[int(probabilities[row].argmax())],
+            "label_quality": round(float(quality[row]), 5),
+            "suggested_probability": round(float(probabilities[row].max()), 5),
+        }
+        for row in ranked
+    ]
