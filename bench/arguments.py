@@ -1,5 +1,6 @@
 """The command-line arguments of ``bench/run.py`` (``BenchArguments``, shared by its helpers), of ``bench/load.py``
-(``LoadArguments``, shared by the soak and the batching comparison) and of ``bench/explain.py``."""
+(``LoadArguments``, shared by the soak and the batching comparison), of ``bench/explain.py`` and of
+``bench/distill.py``."""
 
 from __future__ import annotations
 
@@ -195,3 +196,21 @@ class ExplainBenchArguments:
     architecture: str = field(default="resnet18", metadata={"help": "A timm model, random init, 102 classes."})
     image_size: int | None = field(default=None, metadata={"help": "Its input size; default: the model's own."})
     runs: int = field(default=40, metadata={"help": "Timed rounds, after 5 untimed ones."})
+
+
+@dataclass
+class DistillBenchArguments:
+    """The teacher, the student and their budgets (``bench/distill.py``)."""
+
+    output_dir: str = field(default="runs/bench_distill", metadata={"help": "Where the runs go (reused if there)."})
+    num_classes: int = field(default=102, metadata={"help": "Synthetic classes (80 images each: 10 / 10 / 60)."})
+    teacher_epochs: float = field(default=24, metadata={"help": "The teacher's epochs (ResNet18 at 64 px)."})
+    student_model: str = field(default="resnet10t", metadata={"help": "The student's timm architecture."})
+    student_epochs: float = field(default=8, metadata={"help": "Each student's epochs, with and without the teacher."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "One pair of students per seed."})
+    alpha: float = field(default=0.5, metadata={"help": "--distill_alpha of the distilled students."})
+    temperature: float = field(default=4.0, metadata={"help": "--distill_temperature of the distilled students."})
+    export_eval_samples: int = field(
+        default=300, metadata={"help": "Test images the int8 exports are compared on (python -m flowers_hf.export)."}
+    )
+    rounds: int = field(default=50, metadata={"help": "Timed int8 predictions per model, after 5 untimed ones."})

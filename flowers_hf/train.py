@@ -25,9 +25,11 @@ from flowers_hf.model.arguments import ModelArguments
 from flowers_hf.model.modeling import build_model
 from flowers_hf.reporting.publish import check_push_access
 from flowers_hf.reporting.run_folder import FinishedRun, save_class_weights, save_config, write_run_folder
+from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.checkpoints import check_starting_model
 from flowers_hf.training.data_path import TrainingData, training_data
+from flowers_hf.training.distill import Teacher, TeacherScores, score_teacher
 from flowers_hf.training.final_pass import score_trained_model
 from flowers_hf.training.frozen_features import frozen_features
 from flowers_hf.training.layer_groups import parameter_groups
@@ -50,6 +52,7 @@ class Training:
     stages: TrainedStages
     make_trainer: Callable[..., Trainer]
     hub_token: str | None
+    teacher: Teacher | None
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -58,15 +61,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     run = train(arguments)
 
     scores = score_trained_model(run.model, run.data.splits, args, run.make_trainer, run.stages.features)
-    # The run folder: weights and config for transformers and timm, reports, plots, model card; the push.
+    # The run folder: weights and config for transformers and timm, reports, plots, model card; the push. With
+    # --teacher, the teacher is scored on the same test images (its own preprocessing) for the card.
     if args.should_save:
-        finished = FinishedRun(run.model, run.prep, arguments, run.data, run.stages.results, scores)
+        teacher = _score_teacher(run, args) if run.teacher is not None else None
+        finished = FinishedRun(run.model, run.prep, arguments, run.data, run.stages.results, scores, teacher)
         write_run_folder(finished, Path(args.output_dir), run.hub_token)
     # Under several processes, let them finish together and tear the process group down in order; leaving it to
     # the interpreter's exit can abort a process ("terminate called without an active exception").
     scores.trainer.accelerator.wait_for_everyone()
     scores.trainer.end()
     return scores.metrics["test"]
+
+
+def _score_teacher(run: Training, args: FlowersTrainingArguments) -> TeacherScores:
+    workers, quiet = args.dataloader_num_workers, args.disable_tqdm
+    return score_teacher(run.teacher, run.data.raw["test"], args.per_device_eval_batch_size, workers, quiet)
 
 
 def train(
@@ -82,9 +92,9 @@ def train(
     """
     args = arguments[-1]
     run = prepare(arguments, callbacks, splits)
-    features = frozen_features(run.model, run.data, args, run.prep)
+    features = frozen_features(run.model, run.data, args, run.prep, run.teacher)
     stages = train_stages(run.model, run.groups, args, run.make_trainer, features)
-    return Training(run.model, run.prep, run.data, stages, run.make_trainer, run.hub_token)
+    return Training(run.model, run.prep, run.data, stages, run.make_trainer, run.hub_token, run.teacher)
 
 
 @dataclass
@@ -98,6 +108,7 @@ class Prepared:
     data: TrainingData
     make_trainer: Callable[..., Trainer]
     hub_token: str | None  # taken out of the arguments (they are pickled into checkpoints): for the push alone
+    teacher: Teacher | None  # --teacher, loaded again by every run and resume: checkpoints do not hold it
 
 
 def prepare(
@@ -112,6 +123,8 @@ def prepare(
     hub_token = args.take_hub_token()  # kept here for the push alone: no file the run writes holds it
     if args.push_to_hub and args.should_save:
         check_push_access(args.hub_model_id, hub_token)  # now, not after hours of training
+    # --teacher: loaded first, so that a wrong folder or an unreachable Hub stops the run before any work.
+    teacher_model = ImageClassifier.from_pretrained(args.teacher, device=str(args.device)) if args.teacher else None
 
     # Data: any image-classification source with its own class names and identity; images that cannot be decoded
     # are listed in bad_images.json and left out (or stop the run), and with --exclude those an audit flagged.
@@ -131,12 +144,13 @@ def prepare(
     prep = resolve_preprocessing(model.timm_model, transform_args)
     logger.info("Preprocessing: %s", prep)
     data = training_data(raw, prep, data_args, transform_args, args)
+    teacher = Teacher(teacher_model, prep, class_names, args.teacher) if teacher_model is not None else None
     if args.should_save:
         save_config(arguments, output_dir)
         path = save_class_weights(data.class_weights, args.class_weights, len(class_names), output_dir)
         logger.info("Class weights (%s, in %s): %s", args.class_weights, path, data.class_weights)
     make_trainer = partial(
         build_trainer, model=model, train_dataset=data.splits["train"], eval_dataset=data.splits["validation"],
-        class_weights=data.class_weights, prep=prep, callbacks=callbacks,
+        class_weights=data.class_weights, prep=prep, callbacks=callbacks, teacher=teacher,
     )  # fmt: skip
-    return Prepared(model, groups, prep, data, make_trainer, hub_token)
+    return Prepared(model, groups, prep, data, make_trainer, hub_token, teacher)

@@ -17,8 +17,10 @@ from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import BatchTransform, build_eval_transform, build_train_transform, with_transforms
 from flowers_hf.model.arguments import ModelArguments
-from flowers_hf.model.modeling import build_model
+from flowers_hf.model.modeling import build_model, save_model
+from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.training.arguments import FlowersTrainingArguments
+from flowers_hf.training.distill import Teacher
 from flowers_hf.training.frozen_features import FeatureSources, FrozenFeatures, head_only
 from flowers_hf.training.layer_groups import parameter_groups, set_trainable
 
@@ -41,7 +43,9 @@ def tiny_data():
     return load_data(args=SMALL).splits
 
 
-def _features(name: str, tiny_data, tmp_path, views: int = 0, **model_kwargs) -> tuple[FrozenFeatures, torch.nn.Module]:
+def _features(
+    name: str, tiny_data, tmp_path, views: int = 0, teacher=None, **model_kwargs
+) -> tuple[FrozenFeatures, torch.nn.Module]:
     class_names = tiny_data["train"].features["label"].names
     torch.manual_seed(0)
     model = build_model(ModelArguments(model=name, pretrained=False, **model_kwargs), class_names)
@@ -55,7 +59,7 @@ def _features(name: str, tiny_data, tmp_path, views: int = 0, **model_kwargs) ->
         output_dir=str(tmp_path), freeze_backbone=True, probe_views=views, dataloader_num_workers=0, report_to="none"
     )
     sources = FeatureSources(data["train"], plain["train"], {"validation": data["validation"], "test": data["test"]})
-    return FrozenFeatures(model, sources, args, prep), model
+    return FrozenFeatures(model, sources, args, prep, teacher(model, prep, class_names) if teacher else None), model
 
 
 @pytest.mark.parametrize(
@@ -114,6 +118,32 @@ def test_probe_views_are_augmented_distinct_and_repeatable(tiny_data, tmp_path):
     assert torch.equal(unaugmented.views, again.views)
     drawn = {tuple(augmented[0]["pixel_values"].tolist()) for _ in range(30)}
     assert 1 < len(drawn) <= 3  # each epoch draws one of the three views
+
+
+def _itself_as_teacher(tmp_path):
+    """A teacher that is the student as it is now (saved and loaded back): its logits on a view are the classifier
+    on that view's features, which ties each stored logit to the very pixels its features came from."""
+
+    def make(model, prep, class_names):
+        save_model(model, tmp_path / "itself", prep)
+        return Teacher(ImageClassifier.from_pretrained(tmp_path / "itself"), prep, class_names, "itself")
+
+    return make
+
+
+def test_probe_views_are_stored_with_the_teachers_logits_on_the_same_pixels(tiny_data, tmp_path):
+    features, model = _features("test_resnet", tiny_data, tmp_path, views=3, teacher=_itself_as_teacher(tmp_path))
+    stored = features.training()
+    assert stored.teacher_logits.shape == (3, SMALL_TRAIN, 4)
+    with torch.no_grad():
+        head = model.timm_model.get_classifier()(stored.views)
+    assert torch.allclose(stored.teacher_logits, head, atol=1e-5)
+    assert not torch.allclose(stored.teacher_logits[0], stored.teacher_logits[1])  # augmented views differ
+    drawn = [stored[0] for _ in range(12)]  # each example carries the logits of the view it drew
+    with torch.no_grad():
+        for example in drawn:
+            logits = model.timm_model.get_classifier()(example["pixel_values"][None])[0]
+            assert torch.allclose(example["teacher_logits"], logits, atol=1e-5)
 
 
 class _CountImages:

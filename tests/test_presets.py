@@ -18,6 +18,7 @@ EXPECTED = {
     "resnet18_finetune.yaml": ("resnet18.fb_swsl_ig1b_ft_in1k", (288, 288), 0.875, "bilinear", True),
     "efficientnet_b3_finetune.yaml": ("tf_efficientnet_b3.ns_jft_in1k", (300, 300), 0.904, "bicubic", True),
     "robust.yaml": ("resnet18.fb_swsl_ig1b_ft_in1k", (288, 288), 0.875, "bilinear", True),
+    "distill_resnet18.yaml": ("resnet18.fb_swsl_ig1b_ft_in1k", (224, 224), 0.875, "bilinear", True),
     "quickstart.yaml": ("resnet18", (64, 64), 0.95, "bicubic", False),
     "quickstart_robust.yaml": ("resnet18", (64, 64), 0.95, "bicubic", False),
 }

@@ -47,12 +47,15 @@ def one_thread():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "extra",
-    [[], ["--freeze_backbone", "true", "--probe_views", "3"]],
-    ids=["images", "probe_views"],  # the classifier on precomputed views of a frozen backbone
+    [[], ["--freeze_backbone", "true", "--probe_views", "3"], ["--teacher", "TEACHER"]],
+    # the classifier on precomputed views of a frozen backbone; distilled from a teacher, which no checkpoint holds
+    ids=["images", "probe_views", "teacher"],
 )
 def test_a_run_killed_while_saving_resumes_from_the_last_complete_checkpoint_and_ends_the_same(
     tmp_path, caplog, request, extra
 ):
+    if "TEACHER" in extra:  # the uninterrupted run of the same data, as the teacher
+        extra = [str(request.getfixturevalue("resume_reference")[1]) if a == "TEACHER" else a for a in extra]
     if extra:
         reference_dir = tmp_path / "reference"
         reference = train.main([*ARGS, *extra, "--output_dir", str(reference_dir)])

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import TrainingArguments
 
-from flowers_hf.training.loss import WeightedCrossEntropy, class_weights_from_counts
+from flowers_hf.training.loss import DistillationLoss, TeacherTargets, WeightedCrossEntropy, class_weights_from_counts
 from flowers_hf.training.trainer import ClassWeightedTrainer
 
 LOGITS = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-0.5, 1.5, 0.0], [1.0, 1.0, 1.0]])
@@ -68,15 +68,30 @@ class _Linear(torch.nn.Module):
         return {"logits": self.layer(pixel_values)}
 
 
-def _vectors(n: int = 8) -> Dataset:
+# Distillation of the vectors: a teacher's logits stored with each (as a frozen backbone's views are stored).
+TEACHER_LOGITS = torch.randn(8, 3, generator=torch.Generator().manual_seed(2)) * 3
+ALPHA, TEMPERATURE = 0.3, 2.5
+
+
+class _StoredOnly:
+    """A teacher whose logits come stored with every batch: asked for them, it fails the test."""
+
+    def logits(self, pixels):
+        raise AssertionError("the batch's stored teacher logits must be used")
+
+
+def _vectors(n: int = 8, teacher: bool = False) -> Dataset:
     generator = torch.Generator().manual_seed(1)
     # Imbalanced labels, so that micro-batches differ in total weight.
     labels = [0, 0, 0, 0, 0, 1, 2, 2][:n]
     features = torch.randn(n, 6, generator=generator)
-    return Dataset.from_dict({"pixel_values": features.tolist(), "labels": labels}).with_format("torch")
+    columns = {"pixel_values": features.tolist(), "labels": labels}
+    if teacher:
+        columns["teacher_logits"] = TEACHER_LOGITS[:n].tolist()
+    return Dataset.from_dict(columns).with_format("torch")
 
 
-def _one_step(tmp_path, batch_size: int, accumulation: int) -> torch.Tensor:
+def _one_step(tmp_path, batch_size: int, accumulation: int, distill: bool = False) -> torch.Tensor:
     model = _Linear()
     args = TrainingArguments(
         output_dir=str(tmp_path),
@@ -90,27 +105,76 @@ def _one_step(tmp_path, batch_size: int, accumulation: int) -> torch.Tensor:
         save_strategy="no",
         use_cpu=True,
         disable_tqdm=True,
+        remove_unused_columns=False,  # keep teacher_logits, which the model's forward does not take
     )
-    trainer = ClassWeightedTrainer(model=model, args=args, train_dataset=_vectors(), loss=WeightedCrossEntropy(WEIGHTS))
+    trainer = ClassWeightedTrainer(
+        model=model,
+        args=args,
+        train_dataset=_vectors(teacher=distill),
+        loss=WeightedCrossEntropy(WEIGHTS),
+        teacher=_StoredOnly() if distill else None,
+        distill_alpha=ALPHA,
+        distill_temperature=TEMPERATURE,
+    )
     trainer._get_train_sampler = lambda *a, **k: torch.utils.data.SequentialSampler(trainer.train_dataset)
     trainer.train()
     return model.layer.weight.detach().clone()
 
 
-def _expected_step(learning_rate: float = 0.5) -> torch.Tensor:
-    """One SGD step on the weighted mean cross-entropy of all 8 examples, by hand."""
+def _distillation_by_hand(logits, teacher_logits, labels):
+    """α · weighted CE + (1 − α) · T² · the weighted mean of KL(teacher_T ‖ student_T), written out."""
+    teacher = torch.softmax(teacher_logits / TEMPERATURE, -1)
+    student = torch.log_softmax(logits / TEMPERATURE, -1)
+    kl = (teacher * (teacher.log() - student)).sum(-1)
+    weights = WEIGHTS[labels]
+    soft = (weights * kl).sum() / weights.sum()
+    return ALPHA * F.cross_entropy(logits, labels, weight=WEIGHTS) + (1 - ALPHA) * TEMPERATURE**2 * soft
+
+
+def _expected_step(learning_rate: float = 0.5, distill: bool = False) -> torch.Tensor:
+    """One SGD step on the weighted mean loss of all 8 examples (cross-entropy, or distillation), by hand."""
     model, data = _Linear(), _vectors()[:]
-    loss = F.cross_entropy(model(data["pixel_values"])["logits"], data["labels"], weight=WEIGHTS)
+    logits = model(data["pixel_values"])["logits"]
+    if distill:
+        loss = _distillation_by_hand(logits, TEACHER_LOGITS, data["labels"])
+    else:
+        loss = F.cross_entropy(logits, data["labels"], weight=WEIGHTS)
     loss.backward()
     return (model.layer.weight - learning_rate * model.layer.weight.grad).detach()
 
 
-def test_gradient_accumulation_gives_the_one_big_batch_update(tmp_path):
-    expected = _expected_step()
+@pytest.mark.parametrize("distill", [False, True], ids=["cross_entropy", "distillation"])
+def test_gradient_accumulation_gives_the_one_big_batch_update(tmp_path, distill):
+    expected = _expected_step(distill=distill)
     assert not torch.allclose(expected, _Linear().layer.weight.detach())
+    assert not torch.allclose(expected, _expected_step(distill=not distill))  # the two losses step apart
     # The micro-batches differ in total class weight; each must still count as part of one weighted mean.
-    assert torch.allclose(_one_step(tmp_path / "big", batch_size=8, accumulation=1), expected, atol=1e-6)
-    assert torch.allclose(_one_step(tmp_path / "acc", batch_size=2, accumulation=4), expected, atol=1e-6)
+    big = _one_step(tmp_path / "big", batch_size=8, accumulation=1, distill=distill)
+    assert torch.allclose(big, expected, atol=1e-6)
+    accumulated = _one_step(tmp_path / "acc", batch_size=2, accumulation=4, distill=distill)
+    assert torch.allclose(accumulated, expected, atol=1e-6)
+
+
+def test_the_distillation_loss_equals_its_formula_by_hand():
+    distillation = DistillationLoss(WeightedCrossEntropy(WEIGHTS), ALPHA, TEMPERATURE)
+    teacher = TEACHER_LOGITS[:4]
+    loss = distillation({"logits": LOGITS}, TeacherTargets(LABELS, teacher))
+    assert torch.isclose(loss, _distillation_by_hand(LOGITS, teacher, LABELS))
+    # The KL term alone, by hand for the first image: Σ_c p_c (log p_c − log q_c) at temperature T.
+    p, q = torch.softmax(teacher[0] / TEMPERATURE, -1), torch.softmax(LOGITS[0] / TEMPERATURE, -1)
+    kl = distillation.kl_divergence(LOGITS[:1], teacher[:1], LABELS[:1])
+    assert torch.isclose(kl, (p * (p / q).log()).sum())
+    # A teacher that agrees with the student adds nothing; plain labels (evaluation) get the cross-entropy alone.
+    assert torch.isclose(distillation.kl_divergence(LOGITS, LOGITS, LABELS), torch.tensor(0.0), atol=1e-7)
+    assert torch.equal(
+        distillation({"logits": LOGITS}, LABELS), WeightedCrossEntropy(WEIGHTS)({"logits": LOGITS}, LABELS)
+    )
+
+
+def test_alpha_one_is_the_cross_entropy_exactly():
+    cross_entropy = WeightedCrossEntropy(WEIGHTS)
+    loss = DistillationLoss(cross_entropy, 1.0, TEMPERATURE)({"logits": LOGITS}, TeacherTargets(LABELS, -LOGITS))
+    assert torch.equal(loss, cross_entropy({"logits": LOGITS}, LABELS))
 
 
 @pytest.mark.slow
@@ -122,6 +186,8 @@ def test_two_processes_give_the_one_big_batch_update(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert torch.allclose(torch.load(tmp_path / "weight.pt"), _expected_step(), atol=1e-6)
+    # With a teacher (its logits stored with the examples), the distillation term is one weighted mean too.
+    assert torch.allclose(torch.load(tmp_path / "weight_distill.pt"), _expected_step(distill=True), atol=1e-6)
 
 
 class _Recording(_Linear):

@@ -276,8 +276,6 @@ def with_transforms(
 
 
 def collate_fn(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack examples from a transformed split into a batch (for a DataLoader or the Trainer)."""
-    batch = {"pixel_values": torch.stack([example["pixel_values"] for example in examples])}
-    if "labels" in examples[0]:
-        batch["labels"] = torch.stack([torch.as_tensor(example["labels"]) for example in examples])
-    return batch
+    """Stack examples from a transformed split into a batch (for a DataLoader or the Trainer): each key of the
+    examples (``pixel_values``, ``labels``, a teacher's stored ``teacher_logits``) becomes one tensor."""
+    return {key: torch.stack([torch.as_tensor(example[key]) for example in examples]) for key in examples[0]}

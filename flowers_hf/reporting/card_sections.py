@@ -1,5 +1,6 @@
-"""Sections that later commands add to a run's model card, each between markers so that a later run replaces it:
-running the ONNX export (``python -m flowers_hf.export``) and the open-set figures (``ood.json``)."""
+"""Sections added to a run's model card, each between markers so that a later run replaces it: running the ONNX
+export (``python -m flowers_hf.export``), the open-set figures (``ood.json``), the images an audit excluded and the
+teacher a model was distilled from."""
 
 from __future__ import annotations
 
@@ -132,3 +133,42 @@ def add_exclusion_section(card_path: Path, output_dir: Path) -> None:
         "The data set itself is unchanged."
     )
     put_section(card_path, EXCLUDED_MARKERS, body)
+
+
+DISTILLATION_FILE = "distillation.json"  # train.py --teacher: the teacher, the loss's weights, both test scores
+DISTILLATION_MARKERS = ("<!-- flowers_hf distillation -->", "<!-- /flowers_hf distillation -->")
+_SCORES = (("accuracy", "accuracy"), ("top5_accuracy", "top-5"), ("macro_f1", "macro F1"))
+
+
+def add_distillation_section(card_path: Path, record: dict[str, Any]) -> None:
+    """Say in the run's model card that the model was distilled, from what, and how the teacher scores beside it.
+
+    Args:
+        card_path: the run's ``README.md``.
+        record: the run's ``distillation.json``.
+    """
+    rows = [
+        f"| this model ({record['student_architecture']}, the student) | "
+        + " | ".join(percent(record["student_test_metrics"][f"test_{key}"]) for key, _ in _SCORES)
+        + " |",
+        f"| teacher `{record['teacher']}` ({record['teacher_architecture']}) | "
+        + " | ".join(percent(record["teacher_test_metrics"][f"test_{key}"]) for key, _ in _SCORES)
+        + " |",
+    ]
+    body = "\n".join(
+        [
+            "## Distillation",
+            "",
+            f"Distilled from `{record['teacher']}` ({record['teacher_architecture']}): trained on "
+            f"α · cross-entropy + (1 − α) · T² · KL(teacher ‖ student) with α = {record['alpha']:g} and "
+            f"T = {record['temperature']:g}, the teacher's logits taken on the same augmented view as the student's "
+            "(its calibration undone). Both on the same "
+            f"{record['num_test_images']} test images, each with its own preprocessing:",
+            "",
+            "| model | " + " | ".join(f"test {name}" for _, name in _SCORES) + " |",
+            "| --- | " + " | ".join("---" for _ in _SCORES) + " |",
+            *rows,
+        ]
+    )
+    put_section(card_path, DISTILLATION_MARKERS, body)
+    logger.info("Added the distillation section to %s", card_path)

@@ -28,7 +28,12 @@ from flowers_hf.evaluation.mistakes import confused_pairs, per_class_accuracy, t
 from flowers_hf.evaluation.ood import open_set_report, score_pairs, store_rule
 from flowers_hf.model.arguments import ModelArguments
 from flowers_hf.model.modeling import save_model
-from flowers_hf.reporting.card_sections import add_exclusion_section, add_open_set_section
+from flowers_hf.reporting.card_sections import (
+    DISTILLATION_FILE,
+    add_distillation_section,
+    add_exclusion_section,
+    add_open_set_section,
+)
 from flowers_hf.reporting.model_card import RunSummary, write_model_card
 from flowers_hf.reporting.plots import (
     plot_accuracy_curve,
@@ -44,6 +49,7 @@ from flowers_hf.reporting.publish import push_model
 from flowers_hf.serving.run import RUN_CONFIG_FILE
 from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.data_path import TrainingData
+from flowers_hf.training.distill import TeacherScores
 from flowers_hf.training.final_pass import FinalScores
 from flowers_hf.training.stages import StageResult, merged_history
 
@@ -90,6 +96,7 @@ class FinishedRun:
         data: the splits (``raw``: untransformed) and the training transform (for the augmentation samples).
         stages: the stages' results.
         scores: the last pass: metrics, validation and test logits, calibration, the held-out classes' logits.
+        teacher: with ``--teacher``, the teacher's scores on the same test split; ``None`` otherwise.
     """
 
     model: TimmWrapperForImageClassification
@@ -98,6 +105,7 @@ class FinishedRun:
     data: TrainingData
     stages: list[StageResult]
     scores: FinalScores
+    teacher: TeacherScores | None = None
 
 
 def write_run_folder(run: FinishedRun, output_dir: Path, hub_token: str | None = None) -> None:
@@ -134,9 +142,28 @@ def _write_reports(run: FinishedRun, output_dir: Path, open_set: dict[str, Any] 
     summary.confusions = confusions[:CARD_CONFUSIONS]
     write_model_card(summary, output_dir)
     add_exclusion_section(output_dir / "README.md", output_dir)
+    if run.teacher is not None:
+        add_distillation_section(output_dir / "README.md", write_distillation(run, output_dir))
     if open_set is not None:
         pairs = score_pairs(run.scores.test[0], run.scores.held_out, run.scores.calibration.temperature)
         write_open_set(open_set, pairs, output_dir, output_dir)
+
+
+def write_distillation(run: FinishedRun, output_dir: Path) -> dict[str, Any]:
+    """``distillation.json``: the teacher, the loss's weights, and the teacher's and the student's test scores."""
+    args = run.arguments[3]
+    record = {
+        "teacher": run.teacher.source,
+        "teacher_architecture": run.teacher.architecture,
+        "student_architecture": run.model.config.architecture,
+        "alpha": args.distill_alpha,
+        "temperature": args.distill_temperature,
+        "num_test_images": run.teacher.num_images,
+        "teacher_test_metrics": run.teacher.metrics,
+        "student_test_metrics": {key: run.scores.metrics["test"][key] for key in run.teacher.metrics},
+    }
+    (output_dir / DISTILLATION_FILE).write_text(json.dumps(record, indent=2))
+    return record
 
 
 def _held_out_report(run: FinishedRun) -> dict[str, Any] | None:

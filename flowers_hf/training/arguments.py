@@ -45,6 +45,9 @@ class FlowersTrainingArguments(TrainingArguments):
     carry ``--label_smoothing_factor``), and ``--ema_decay`` keeps an EMA of the weights that is evaluated, saved
     and kept at the end in their place (``flowers_hf.training.ema``).
 
+    Small from big: ``--teacher`` distils a finished model into this one (``flowers_hf.training.distill``), weighted
+    by ``--distill_alpha`` and softened by ``--distill_temperature``.
+
     NOTE: these defaults differ from ``TrainingArguments`` (transformers 5.23), each for a reason:
 
     - ``output_dir="runs/flowers"`` (None): a run folder is the product, so every run has one.
@@ -168,6 +171,21 @@ class FlowersTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Ramp the EMA decay up with the step n as min(ema_decay, 1 - n^(-2/3)) (timm's warmup)."},
     )
+    teacher: str | None = field(
+        default=None,
+        metadata={
+            "help": "Knowledge distillation: a finished run folder or a Hub model of this project with the same "
+            "classes, whose softened outputs on the same augmented view the student learns from as well (the loss "
+            "alpha * CE + (1 - alpha) * T^2 * KL(teacher_T || student_T)); none: plain training."
+        },
+    )
+    distill_alpha: float = field(
+        default=0.5, metadata={"help": "With --teacher: the weight of the labels' cross-entropy (1: plain training)."}
+    )
+    distill_temperature: float = field(
+        default=4.0,
+        metadata={"help": "With --teacher: the temperature T that softens the teacher's and the student's outputs."},
+    )
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -189,6 +207,7 @@ class FlowersTrainingArguments(TrainingArguments):
             )
         _check_robust_options(self)
         _check_probe_options(self)
+        _check_distillation_options(self)
         if self.push_to_hub and not is_hub_id(self.hub_model_id):
             raise ArgumentError(
                 f"--push_to_hub needs --hub_model_id OWNER/NAME (the model repository to create or update), "
@@ -235,6 +254,16 @@ def _check_robust_options(args: FlowersTrainingArguments) -> None:
         raise ArgumentError("mixup and CutMix pair the images of a batch: --per_device_train_batch_size must be even")
     if not 0.0 <= args.ema_decay < 1.0:
         raise ArgumentError(f"--ema_decay must lie in [0, 1) (0 turns the EMA off), got {args.ema_decay}")
+
+
+def _check_distillation_options(args: FlowersTrainingArguments) -> None:
+    """Refuse impossible distillation settings."""
+    if not 0.0 <= args.distill_alpha <= 1.0:
+        raise ArgumentError(f"--distill_alpha must lie in [0, 1] (1: the labels alone), got {args.distill_alpha}")
+    if args.distill_temperature <= 0:
+        raise ArgumentError(f"--distill_temperature must be positive, got {args.distill_temperature}")
+    if args.teacher is not None and not args.teacher.strip():
+        raise ArgumentError("--teacher is empty: give a run folder or a Hub model id, or leave the flag out")
 
 
 def gpu_defaults(

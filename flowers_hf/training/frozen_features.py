@@ -31,6 +31,7 @@ from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ModelInput, collate_fn
 from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.data_path import TrainingData
+from flowers_hf.training.distill import Teacher
 
 logger = logging.getLogger(__name__)
 
@@ -54,24 +55,31 @@ class FeatureSources:
 
 
 class FeatureDataset(torch.utils.data.Dataset):
-    """Precomputed features as the Trainer's examples: ``{"pixel_values": feature vector, "labels": label}``.
+    """Precomputed features as the Trainer's examples: ``{"pixel_values": feature vector, "labels": label}``, and
+    with a teacher, ``"teacher_logits"``: its logits for the same view of the image.
 
     With several views per image, each example draws one at random with torch's generator (restored from
     checkpoints on resume), so the epochs see the views in different mixes.
     """
 
-    def __init__(self, views: torch.Tensor, labels: torch.Tensor) -> None:
+    def __init__(self, views: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None) -> None:
         if views.dim() != 3 or views.shape[1] != len(labels):
             raise ValueError(f"views must be (views, images, features) for {len(labels)} labels, got {views.shape}")
+        if teacher_logits is not None and teacher_logits.shape[:2] != views.shape[:2]:
+            raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match views {tuple(views.shape)}")
         self.views = views
         self.labels = labels
+        self.teacher_logits = teacher_logits
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         view = int(torch.randint(len(self.views), ())) if len(self.views) > 1 else 0
-        return {"pixel_values": self.views[view, index], "labels": self.labels[index]}
+        example = {"pixel_values": self.views[view, index], "labels": self.labels[index]}
+        if self.teacher_logits is not None:
+            example["teacher_logits"] = self.teacher_logits[view, index]
+        return example
 
 
 def is_head_only(trainable_groups: int | None) -> bool:
@@ -108,14 +116,22 @@ class FrozenFeatures:
         sources: the splits, with their transforms.
         args: the training arguments: device, precision, batch size, workers, seed, ``--probe_views``.
         prep: the model's mean and std, for uint8 batches.
+        teacher: with ``--teacher``, the model whose logits the training views are stored with (computed once, on
+            the very pixels each view's features come from).
     """
 
     def __init__(
-        self, model: torch.nn.Module, sources: FeatureSources, args: FlowersTrainingArguments, prep: Preprocessing
+        self,
+        model: torch.nn.Module,
+        sources: FeatureSources,
+        args: FlowersTrainingArguments,
+        prep: Preprocessing,
+        teacher: Teacher | None = None,
     ) -> None:
         self.model = model
         self.sources = sources
         self.args = args
+        self.teacher = teacher
         self.model_input = ModelInput(prep, args.channels_last)
         self._cache: dict[str, FeatureDataset] = {}
         self._signature: torch.Tensor | None = None
@@ -136,7 +152,8 @@ class FrozenFeatures:
         views = self.args.probe_views
         source = self.sources.train_plain if views == 1 else self.sources.train
         kind = "unaugmented" if views == 1 else "augmented"
-        return self._get("train", lambda: self._compute(source, views, f"features of train ({views} {kind} views)"))
+        description = f"features of train ({views} {kind} views{', with the teacher' if self.teacher else ''})"
+        return self._get("train", lambda: self._compute(source, views, description, self.teacher))
 
     def _get(self, key: str, compute: Callable[[], FeatureDataset]) -> FeatureDataset:
         signature = _backbone_signature(self.model)
@@ -148,22 +165,37 @@ class FrozenFeatures:
         return self._cache[key]
 
     @torch.inference_mode()
-    def _compute(self, dataset: datasets.Dataset, views: int, description: str) -> FeatureDataset:
+    def _compute(
+        self, dataset: datasets.Dataset, views: int, description: str, teacher: Teacher | None = None
+    ) -> FeatureDataset:
         start = time.perf_counter()
         model = self._ready()
-        per_view, labels = [], None
+        per_view, per_view_teacher, labels = [], [], None
         for view in range(views):
             loader = self._loader(dataset, seed=self.args.seed + view)
             progress = tqdm(
                 loader, desc=description, leave=False, disable=self.args.disable_tqdm or not self.args.should_log
             )
-            batches = [(self._features(model, batch["pixel_values"]), batch["labels"]) for batch in progress]
-            per_view.append(torch.cat([features for features, _ in batches]))
-            labels = torch.cat([label for _, label in batches])
+            batches = [self._batch(model, batch, teacher) for batch in progress]
+            per_view.append(torch.cat([features for features, _, _ in batches]))
+            if teacher is not None:
+                per_view_teacher.append(torch.cat([logits for _, logits, _ in batches]))
+            labels = torch.cat([label for _, _, label in batches])
         logger.info(
             "Computed the %s of %d images once in %.1f s", description, len(labels), time.perf_counter() - start
         )
-        return FeatureDataset(torch.stack(per_view), labels)
+        teacher_logits = torch.stack(per_view_teacher) if teacher is not None else None
+        return FeatureDataset(torch.stack(per_view), labels, teacher_logits)
+
+    def _batch(
+        self, timm_model: torch.nn.Module, batch: dict[str, torch.Tensor], teacher: Teacher | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """A batch's features, the teacher's logits for the same pixels (or ``None``) and its labels."""
+        pixels = self._input(batch["pixel_values"])
+        with self._autocast():
+            features = pre_logits(timm_model, pixels).float().cpu()
+            logits = teacher.logits(pixels).float().cpu() if teacher is not None else None
+        return features, logits, batch["labels"]
 
     def _ready(self) -> torch.nn.Module:
         model = self.model.to(self.args.device)
@@ -181,12 +213,6 @@ class FrozenFeatures:
             collate_fn=collate_fn,
             generator=torch.Generator().manual_seed(seed),
         )
-
-    def _features(self, timm_model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
-        pixels = self._input(pixels)
-        with self._autocast():
-            features = pre_logits(timm_model, pixels)
-        return features.float().cpu()
 
     def _input(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model_input(pixels.to(self.args.device, non_blocking=True))
@@ -235,7 +261,11 @@ def _backbone_signature(model: torch.nn.Module) -> torch.Tensor:
 
 
 def frozen_features(
-    model: torch.nn.Module, data: TrainingData, args: FlowersTrainingArguments, prep: Preprocessing
+    model: torch.nn.Module,
+    data: TrainingData,
+    args: FlowersTrainingArguments,
+    prep: Preprocessing,
+    teacher: Teacher | None = None,
 ) -> FrozenFeatures | None:
     """With ``--freeze_backbone`` and ``--frozen_features``: the backbone's features, for the stages that train the
     classifier alone (evaluations, and with ``--probe_views`` training too); ``None`` otherwise.
@@ -245,11 +275,12 @@ def frozen_features(
         data: the splits with their transforms.
         args: the training arguments.
         prep: the model's mean and std, for uint8 batches.
+        teacher: with ``--teacher``, stored with the training views (``--probe_views``).
     """
     if not (args.freeze_backbone and args.frozen_features):
         return None
     others = {name: split for name, split in data.splits.items() if name != "train"}
-    return FrozenFeatures(model, FeatureSources(data.splits["train"], data.train_plain, others), args, prep)
+    return FrozenFeatures(model, FeatureSources(data.splits["train"], data.train_plain, others), args, prep, teacher)
 
 
 def predict_split(

@@ -1,9 +1,11 @@
 """The loss: cross-entropy weighted per class by the training split's label counts, hard or soft targets, correct
-under gradient accumulation and DDP (``ClassWeightedTrainer`` supplies the step's total weight)."""
+under gradient accumulation and DDP (``ClassWeightedTrainer`` supplies the step's total weight); with a teacher,
+knowledge distillation on top of it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -67,3 +69,62 @@ class WeightedCrossEntropy:
     def total_weight(self, labels: torch.Tensor) -> torch.Tensor:
         """The denominator of the weighted mean over ``labels``: the sum of their weights (or their count)."""
         return self.sample_weights(labels).sum()
+
+
+@dataclass(frozen=True)
+class TeacherTargets:
+    """A training batch's targets under distillation: its labels (hard or soft) and the teacher's logits for the same
+    input, uncalibrated (``flowers_hf.training.distill.Teacher``)."""
+
+    labels: torch.Tensor
+    teacher_logits: torch.Tensor
+
+
+class DistillationLoss:
+    """Knowledge distillation (Hinton et al., 2015, "Distilling the Knowledge in a Neural Network") as a Trainer
+    ``compute_loss_func``: ``α · CE + (1 − α) · T² · KL(softmax(t / T) ‖ softmax(s / T))``.
+
+    CE is ``cross_entropy`` (class weights, label smoothing, soft targets). The KL term is averaged with the same
+    weights as CE: each image counts by its class weight in both terms, so both share the step's total weight
+    (``num_items_in_batch``) and stay exact under gradient accumulation and DDP; unweighted, it is the plain batch mean.
+    ``T²`` keeps the soft targets' gradients on the scale of the hard ones' as ``T`` grows. Targets that are a plain
+    label tensor (evaluation) get CE alone.
+
+    Args:
+        cross_entropy: the hard-label loss.
+        alpha: the weight of CE; 1 is plain training.
+        temperature: the softening temperature ``T`` of both distributions.
+    """
+
+    def __init__(self, cross_entropy: WeightedCrossEntropy, alpha: float, temperature: float) -> None:
+        self.cross_entropy = cross_entropy
+        self.alpha = alpha
+        self.temperature = temperature
+
+    def __call__(self, outputs: Any, labels: Any, num_items_in_batch: torch.Tensor | None = None):
+        if not isinstance(labels, TeacherTargets):
+            return self.cross_entropy(outputs, labels, num_items_in_batch)
+        hard = self.cross_entropy(outputs, labels.labels, num_items_in_batch)
+        soft = self.kl_divergence(outputs["logits"], labels.teacher_logits, labels.labels, num_items_in_batch)
+        return self.alpha * hard + (1.0 - self.alpha) * self.temperature**2 * soft
+
+    def kl_divergence(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        labels: torch.Tensor,
+        num_items_in_batch: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The weighted mean over the batch of KL(teacher ‖ student) at temperature ``T``.
+
+        Args:
+            student_logits: the student's logits, shape (n, classes).
+            teacher_logits: the teacher's, same shape.
+            labels: the batch's labels, which give each image its weight.
+            num_items_in_batch: the step's total weight (training); ``None``: this batch's.
+        """
+        student = (student_logits.float() / self.temperature).log_softmax(-1)
+        teacher = (teacher_logits.float() / self.temperature).log_softmax(-1)
+        per_image = F.kl_div(student, teacher, log_target=True, reduction="none").sum(-1)
+        weights = self.cross_entropy.sample_weights(labels)
+        return (weights * per_image).sum() / (weights.sum() if num_items_in_batch is None else num_items_in_batch)

@@ -1,5 +1,6 @@
 """The Trainer of a stage: the class-weighted loss (``flowers_hf.training.loss``) with the step's total weight,
-training accuracy, a lower backbone learning rate, mixup/CutMix for training batches only, early stopping and EMA."""
+training accuracy, a lower backbone learning rate, mixup/CutMix for training batches only, a teacher to distil from,
+early stopping and EMA."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ModelInput, collate_fn
 from flowers_hf.evaluation.metrics import build_compute_metrics
 from flowers_hf.training.arguments import FlowersTrainingArguments
+from flowers_hf.training.distill import Teacher
 from flowers_hf.training.ema import EmaCallback
-from flowers_hf.training.loss import WeightedCrossEntropy
+from flowers_hf.training.loss import DistillationLoss, TeacherTargets, WeightedCrossEntropy
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,9 @@ class ClassWeightedTrainer(Trainer):
 
     ``train_accuracy`` is measured on the augmented training batches since the previous log; against soft targets
     (mixup, CutMix), against their largest class. ``mixer``, if given, mixes each training batch once it is the
-    model's float input, before the step's total weight is counted.
+    model's float input, before the step's total weight is counted. ``teacher``, if given, adds the distillation
+    term of ``DistillationLoss`` to every training batch: its logits for the batch's model input (the mixed one with
+    mixup), or the ``teacher_logits`` a batch brings along (a frozen backbone's stored views).
     """
 
     def __init__(
@@ -44,10 +48,15 @@ class ClassWeightedTrainer(Trainer):
         mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         prep: Preprocessing | None = None,
         channels_last: bool = False,
+        teacher: Teacher | None = None,
+        distill_alpha: float = 0.5,
+        distill_temperature: float = 4.0,
         **kwargs,
     ):
-        super().__init__(*args, compute_loss_func=loss, **kwargs)
+        loss_func = loss if teacher is None else DistillationLoss(loss, distill_alpha, distill_temperature)
+        super().__init__(*args, compute_loss_func=loss_func, **kwargs)
         self.loss = loss
+        self.teacher = teacher
         self.backbone_learning_rate_scale = backbone_learning_rate_scale
         self.mixer = mixer
         self.model_input = ModelInput(prep, channels_last)
@@ -111,6 +120,11 @@ class ClassWeightedTrainer(Trainer):
         num_items_in_batch: torch.Tensor | None = None,
     ):
         labels = inputs.get("labels")
+        teacher_logits = inputs.pop("teacher_logits", None)
+        if self.teacher is not None and model.training and labels is not None:
+            # The labels and the teacher's logits travel together as the targets: compute_loss hands them, untouched,
+            # to DistillationLoss, and the model never sees them.
+            inputs = {**inputs, "labels": TeacherTargets(labels, self._teacher_logits(inputs, teacher_logits))}
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training and labels is not None:
             hard = labels.argmax(-1) if labels.dim() == 2 else labels
@@ -118,6 +132,15 @@ class ClassWeightedTrainer(Trainer):
             counts = torch.stack([correct, torch.tensor(hard.numel(), device=labels.device)])
             self._train_counts = counts if self._train_counts is None else self._train_counts + counts
         return (loss, outputs) if return_outputs else loss
+
+    def _teacher_logits(self, inputs: dict[str, Any], stored: torch.Tensor | None) -> torch.Tensor:
+        if stored is not None:
+            return stored
+        pixels = inputs["pixel_values"]
+        if pixels.dim() != 4:
+            raise ValueError("a batch of features without the teacher's logits: the views were stored without them")
+        with self.accelerator.autocast():  # the student's precision; the teacher is not wrapped by accelerate
+            return self.teacher.logits(pixels)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._train_counts is not None:
@@ -161,6 +184,7 @@ def build_trainer(
     class_weights: torch.Tensor | None,
     prep: Preprocessing | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    teacher: Teacher | None = None,
 ) -> ClassWeightedTrainer:
     """The Trainer of one stage: weighted loss, offline metrics, early stopping on the validation metric; with
     ``FlowersTrainingArguments``' options, mixup/CutMix of the training batches and an EMA of the weights.
@@ -173,6 +197,7 @@ def build_trainer(
         class_weights: per-class loss weights, or ``None``.
         prep: the model's input contract, whose mean and std turn uint8 batches into its input on the device.
         callbacks: more Trainer callbacks (a search's pruning callback).
+        teacher: the model to distil from (``--teacher``), or ``None``.
     """
     if args.push_to_hub:
         # The Trainer would push every stage's checkpoints as it saves them; train.py publishes the finished
@@ -207,4 +232,7 @@ def build_trainer(
         backbone_learning_rate_scale=args.backbone_learning_rate_scale,
         prep=prep,
         channels_last=args.channels_last,
+        teacher=teacher,
+        distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature,
     )
