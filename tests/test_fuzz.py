@@ -11,6 +11,7 @@ import logging
 import subprocess
 import sys
 import time
+from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def test_a_thousand_fuzzed_uploads_to_the_demo_in_batches(demo_server, client, p
     process = psutil.Process(demo_server.process.pid)
     rss_before, log_offset = process.memory_info().rss, demo_server.log.stat().st_size
     outcomes: dict[str, str] = {}
+    dropped: list[str] = []
 
     def attempt(name: str, content: bytes) -> str:  # tally's callable, on results gathered eight at a time
         if isinstance(outcomes[name], Exception):
@@ -151,9 +153,17 @@ def test_a_thousand_fuzzed_uploads_to_the_demo_in_batches(demo_server, client, p
             jobs.append((name, client.submit(handle_file(str(tmp_path / name)), api_name="/predict")))
         for name, job in jobs:
             outcomes[name] = _demo_outcome(job)
+            if isinstance(outcomes[name], CancelledError):
+                # gradio_client 2.x ends a job with CancelledError when its event stream closes before the answer
+                # (seen once in a thousand on a loaded machine): the connection, not the request. Sent again alone;
+                # a fault of the server would show in its log, which must hold no traceback (below).
+                dropped.append(name)
+                outcomes[name] = _demo_outcome(client.submit(handle_file(str(tmp_path / name)), api_name="/predict"))
     took = time.monotonic() - start
     counts, faults = tally(inputs, attempt, limit_s=REQUEST_LIMIT_S)
     print(f"\n{FUZZ_RUN} fuzzed uploads to the demo in {took:.0f} s\n{table(counts)}\n{faults}")
+    print(f"{len(dropped)} sent again after their event stream closed: {dropped}")
+    assert len(dropped) <= 3, dropped
     assert faults == {} and counts["crashed"] == counts["hung"] == 0
     assert counts["answered"] + counts["refused"] == FUZZ_RUN and counts["answered"] > 50 and counts["refused"] > 300
     assert demo_server.process.poll() is None
