@@ -4,19 +4,25 @@ card and distillation.json set the teacher's test score beside the student's).""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from helpers import TINY_RUN
+from transformers import TrainingArguments
 
 import train
 from flowers_hf.core.cli import parse_args
 from flowers_hf.core.errors import ArgumentError, ClassMismatchError
+from flowers_hf.data.mixup import build_mixer
 from flowers_hf.data.preprocessing import Preprocessing
+from flowers_hf.data.transforms import collate_fn, normalize_pixels
 from flowers_hf.evaluation.calibration import Calibration, fold_temperature
 from flowers_hf.model.modeling import save_model
 from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.training.arguments import FlowersTrainingArguments
 from flowers_hf.training.distill import Teacher, teacher_view
+from flowers_hf.training.loss import WeightedCrossEntropy
+from flowers_hf.training.trainer import ClassWeightedTrainer
 
 STUDENT = Preprocessing((32, 32), 0.875, "center", "bicubic", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 TEACHER = Preprocessing((48, 48), 0.9, "center", "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -140,3 +146,50 @@ def test_a_teacher_of_other_classes_stops_the_run_before_training(tiny_run, tmp_
     with pytest.raises(ClassMismatchError, match="6 classes against 4"):
         train.main(argv)
     assert not (tmp_path / "stage1").exists()
+
+
+class _Watching:
+    """A teacher that keeps the pixels it was shown and answers with their per-class means (a pure function of them)."""
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def logits(self, pixels):
+        self.seen.append(pixels.detach().clone())
+        return pixels.mean((2, 3))
+
+
+class _Images(torch.nn.Module):
+    """A linear model of flat images that keeps the inputs of its training forward passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = torch.nn.Linear(3, 3)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, pixel_values, labels=None):
+        if self.training:
+            self.seen.append(pixel_values.detach().clone())
+        return {"logits": self.layer(pixel_values.mean((2, 3)))}
+
+
+def test_with_mixup_the_teacher_is_shown_the_mixed_batch_the_student_trains_on(tmp_path):
+    np.random.seed(0)
+    images = torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    data = [{"pixel_values": image, "labels": label} for image, label in zip(images, labels, strict=True)]
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=1, report_to=[], use_cpu=True,
+        disable_tqdm=True, save_strategy="no", remove_unused_columns=False,
+    )  # fmt: skip
+    model, teacher = _Images(), _Watching()
+    trainer = ClassWeightedTrainer(
+        model=model, args=args, train_dataset=data, loss=WeightedCrossEntropy(), data_collator=collate_fn,
+        mixer=build_mixer(3, mixup_alpha=1.0, cutmix_alpha=0.0), prep=STUDENT, teacher=teacher,
+    )  # fmt: skip
+    trainer.train()
+    (shown,), (trained,) = teacher.seen, model.seen
+    assert torch.equal(shown, trained)  # the very tensor the student trained on
+    unmixed = normalize_pixels(images, STUDENT.mean, STUDENT.std)
+    assert not any(torch.allclose(shown[0], image) for image in unmixed)  # and it was mixed
