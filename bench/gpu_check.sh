@@ -17,14 +17,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_check_out}
 mkdir -p "$OUT"
+timm_recent() {  # the machine's timm is there and as recent as flowers_hf/core/versions.py asks
+    python3 -c "import sys; from flowers_hf.core.versions import installed_versions, too_old
+found = installed_versions()['timm']; sys.exit(found is None or bool(too_old({'timm': found})))"
+}
 if [ -d .whl ] && ! python3 -c "import datasets, albumentations, evaluate, pi_heif" 2>/dev/null; then
     wheels=()
     for wheel in .whl/*.whl; do
-        # The carried timm only where the machine's is missing or older than flowers_hf supports.
-        if [[ $wheel == .whl/timm-* ]] && python3 -c "import sys; from flowers_hf.core.versions import installed_versions,
-too_old; found = installed_versions()['timm']; sys.exit(found is None or bool(too_old({'timm': found})))"; then
-            continue
-        fi
+        [[ $wheel == .whl/timm-* ]] && timm_recent && continue  # the carried timm only where the machine's is not
         wheels+=("$wheel")
     done
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "${wheels[@]}"

@@ -89,7 +89,7 @@ def test_gradient_checkpointing_reaches_timm_and_holds_less_memory_at_equal_loss
 
     # TimmWrapperForImageClassification hands the Trainer's request to timm, whose blocks then recompute.
     assert calls == [True] and timm_model.grad_checkpointing
-    assert checkpointed_bytes < 0.8 * plain_bytes, (checkpointed_bytes, plain_bytes)
+    assert checkpointed_bytes < 0.6 * plain_bytes, (checkpointed_bytes, plain_bytes)  # 1.5 MB against 3.4 MB
     assert checkpointed_loss == pytest.approx(plain_loss, rel=1e-6)
     assert torch.allclose(_parameters(checkpointed.model), _parameters(plain.model), atol=1e-6)  # the same step
 
