@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import datasets
 from transformers import HfArgumentParser
 
 if __name__ == "__main__":  # python bench/compile.py puts bench/ on sys.path; the bench.* imports need the repo root
@@ -50,7 +51,9 @@ from flowers_hf.training.loss import class_weights_from_counts
 from flowers_hf.training.trainer import build_trainer
 
 
-def timed_run(args: BenchArguments, name: str, data: Any, prep: Preprocessing, output_dir: str) -> dict[str, float]:
+def timed_run(
+    args: BenchArguments, name: str, data: datasets.DatasetDict, prep: Preprocessing, output_dir: str
+) -> dict[str, float]:
     """One training run of ``--warmup_steps`` + ``--steps`` steps (compiled if ``args.compile``): its warm-up
     wall time, steady-state step, CPU time per step and mean training loss."""
     class_names = data["train"].features["label"].names

@@ -42,15 +42,15 @@ def requirement(package: str) -> str:
     return f"{package}>={oldest},<{below}"
 
 
-def too_old(installed: dict[str, str | None]) -> list[str]:
-    """The packages whose installed version is older than ``SUPPORTED`` allows (one line each), and a warning
+def too_old(installed: dict[str, str | None]) -> dict[str, str]:
+    """The packages whose installed version is older than ``SUPPORTED`` allows, with that version; a warning is
     logged for those newer than the range. A pre-release or local build counts as its release: torch
     ``2.11.0a0+git`` (a vendor's build) is 2.11.0.
 
     Args:
         installed: package name -> installed version, ``None`` where it is not installed (left to its import).
     """
-    old = []
+    old = {}
     for package, version in installed.items():
         if version is None:
             continue
@@ -61,7 +61,7 @@ def too_old(installed: dict[str, str | None]) -> list[str]:
             logger.warning("%s %s: not a version this check can read; left unchecked", package, version)
             continue
         if release < Version(oldest).release:
-            old.append(f"{package} {version} (needs >={oldest})")
+            old[package] = version
         elif release >= Version(below).release:
             logger.warning("%s %s is newer than the tested range %s", package, version, requirement(package))
     return old
@@ -90,5 +90,6 @@ def check_versions(installed: dict[str, str | None] | None = None) -> None:
     """
     old = too_old(installed_versions() if installed is None else installed)
     if old:
-        fix = " ".join(f"'{requirement(entry.split()[0])}'" for entry in old)
-        raise VersionError(f"installed {', '.join(old)}; upgrade with: pip install {fix}")
+        found = ", ".join(f"{package} {version} (needs >={SUPPORTED[package][0]})" for package, version in old.items())
+        fix = " ".join(f"'{requirement(package)}'" for package in old)
+        raise VersionError(f"installed {found}; upgrade with: pip install {fix}")
