@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: setup browser quickstart demo test lint format constraints clean
+.PHONY: setup browser oldest quickstart demo test lint format constraints clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,19 @@ setup: $(STAMP)
 browser:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
+# The oldest supported transformers and huggingface-hub (flowers_hf/core/versions.py's SUPPORTED), over the
+# pinned environment: tests/test_oldest.py runs the dry GPU check with PYTHONPATH=$(OLDEST) (CI requires it).
+OLDEST := .venv-oldest
+OLDEST_PACKAGES := transformers huggingface-hub
+$(OLDEST)/.installed: flowers_hf/core/versions.py $(STAMP)
+	rm -rf $(OLDEST)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(OLDEST) \
+		$$($(BIN)/python -c 'import sys; from flowers_hf.core.versions import SUPPORTED; \
+		print(*(f"{p}=={SUPPORTED[p][0]}" for p in sys.argv[1:]))' $(OLDEST_PACKAGES))
+	touch $@
+
+oldest: $(OLDEST)/.installed
+
 # The main job, offline: train on the built-in synthetic set from random init (under 3 min on 2 CPU cores).
 quickstart: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python train.py --config configs/quickstart.yaml
@@ -33,7 +46,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint browser
+test: lint browser oldest
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 format: setup
@@ -45,4 +58,4 @@ constraints: setup
 	mv constraints.txt.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST) .pytest_cache .ruff_cache

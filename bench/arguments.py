@@ -77,6 +77,10 @@ class BenchArguments:
     precision: str = field(default="fp32", metadata={"help": "fp32, bf16 or fp16 (CUDA only), for training."})
     channels_last: bool = field(default=False, metadata={"help": "Model (and ceiling batches) in channels_last."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model in every training path."})
+    compile_backend: str = field(
+        default="inductor",
+        metadata={"help": "torch.compile's backend for our path (bench/compile.py); aot_eager traces without codegen."},
+    )
     recipes: bool = field(
         default=False, metadata={"help": "Also time the two reference recipes with train.py (hours on a CPU)."}
     )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The wheels bench/gpu_check.sh installs on the lent GPU machine, which reaches no registry: the packages of this
 # project that its image lacks (datasets, albumentations, evaluate, pi-heif and what they need that it lacks too),
-# at the versions of this checkout's .venv, for its Python 3.12 on x86-64. Run here, where pip reaches the registry:
+# and timm, which gpu_check.sh installs only where the image's is older than flowers_hf/core/versions.py allows, at
+# the versions of this checkout's .venv, for its Python 3.12 on x86-64. Run here, where pip reaches the registry:
 #
 #     bash bench/gpu_wheels.sh          # writes .whl/ (ignored by git; ~15 MB), then: device run with carry [".whl"]
 #
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACKAGES=(datasets dill multiprocess albumentations albucore pydantic pydantic-core annotated-types typing-inspection
-          stringzilla simsimd evaluate pi-heif)
+          stringzilla simsimd evaluate pi-heif timm)
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
 rm -rf .whl && mkdir -p .whl
 for name in "${PACKAGES[@]}"; do

@@ -66,6 +66,23 @@ class StepClock(TrainerCallback):
             self.stamps[state.global_step] = stamp(self.device)
 
 
+class StepTimes(TrainerCallback):
+    """Stamps at the start of the first step and at the end of every step of a Trainer run."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.stamps: list[Stamp] = []
+
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not self.stamps:
+            self.stamps.append(stamp(self.device))
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.stamps.append(stamp(self.device))
+
+
 def timed_train(trainer: Trainer, warmup_steps: int) -> tuple[float, float]:
     """Train for ``max_steps``; images/s and CPU ms per image after ``warmup_steps``. The workers end with it."""
     args = trainer.args

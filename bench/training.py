@@ -48,6 +48,7 @@ def ours_arguments(args: BenchArguments, steps: int, output_dir: str) -> Flowers
         precision=args.precision,
         use_cpu=args.device == "cpu",
         torch_compile=args.compile,
+        torch_compile_backend=args.compile_backend if args.compile else None,
         eval_strategy="no",
         save_strategy="no",
         logging_strategy="no",

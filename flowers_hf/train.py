@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         write_run_folder(finished, Path(args.output_dir), run.hub_token)
     # Under several processes, let them finish together and tear the process group down in order; leaving it to
     # the interpreter's exit can abort a process ("terminate called without an active exception").
+    # Trainer.end() (transformers 5.23) is this call; 5.17 has no such method.
     scores.trainer.accelerator.wait_for_everyone()
-    scores.trainer.end()
+    scores.trainer.accelerator.end_training()
     return scores.metrics["test"]
 
 

@@ -149,3 +149,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def dry_gpu_check(out: Path, **env: str) -> dict:
+    """``GPU_CHECK_DRY=1 bash bench/gpu_check.sh`` with this interpreter and ``env`` added, its files in ``out``;
+    it must succeed. Its summary, ``gpu_check.json``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GPU_CHECK_DRY": "1", "PYTHON": sys.executable, "OUT": str(out), **env}
+    done = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    logs = "".join(path.read_text()[-2000:] for path in sorted(out.glob("*.log")))
+    assert done.returncode == 0, done.stderr[-4000:] + logs
+    return json.loads((out / "gpu_check.json").read_text())

@@ -1,16 +1,17 @@
 """bench/run.py end to end on tiny settings (keys and consistency of its JSON, never timings), the pure helpers of
 bench/tables.py and bench/timing.py, and the resized-image cache (flowers_hf.data.cache) it measures."""
 
+import importlib.metadata
 import json
-import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import ROOT, dry_gpu_check
 from PIL import Image
 
 from bench import run as bench
@@ -133,16 +134,24 @@ def test_the_probe_is_timed_on_both_paths_side_by_side(tmp_path):
 
 @pytest.mark.slow
 def test_the_gpu_check_runs_its_steps_dry_on_a_cpu(tmp_path):
-    env = {**os.environ, "GPU_CHECK_DRY": "1", "PYTHON": sys.executable, "OUT": str(tmp_path)}
-    done = subprocess.run(
-        ["bash", "bench/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-4000:] + (tmp_path / "bench.log").read_text()[-3000:]
-    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    summary = dry_gpu_check(tmp_path)
+    check_dry_gpu_summary(summary, tmp_path)
+    assert summary["versions"]["transformers"] == importlib.metadata.version("transformers")  # the pinned one
+
+
+def check_dry_gpu_summary(summary: dict, out: Path) -> None:
+    """Every step of the dry GPU check reported (test_oldest.py checks it on the oldest supported versions)."""
     assert summary["bench"]["precision"] == "bf16" and summary["bench"]["channels_last"] is True
     assert set(bench.REQUIRED_KEYS) <= set(summary["bench"])
+    compiled = summary["compile"]
+    assert compiled["compiled"]["step_ms"] > 0 and compiled["eager"]["step_ms"] > 0 and compiled["compile_s"] > 0
+    # The same fresh model, batches and seed, compiled or not: bf16 rounding apart, the same mean loss.
+    assert compiled["compiled"]["training_loss"] == pytest.approx(compiled["eager"]["training_loss"], rel=0.02)
     assert set(summary["recipes"]) == set(RECIPES) and all(s > 0 for s in summary["recipes"].values())
-    assert summary["bench_wall_s"] > 0 and summary["recipes_wall_s"] > 0
+    assert all(summary[f"{step}_wall_s"] > 0 for step in ("bench", "compile", "recipes"))
+    # The distillation preset ran from its teacher, trained first; the student's card names it.
+    assert summary["distill"]["status"] == 0 and summary["distill_wall_s"] > 0
+    assert "## Distillation" in (out / "distill" / "README.md").read_text()
 
 
 def test_targets_leave_out_what_a_run_did_not_measure():

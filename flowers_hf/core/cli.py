@@ -15,6 +15,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from flowers_hf.core.errors import ArgumentError, MissingFileError, UserError
+from flowers_hf.core.versions import check_versions
 
 
 def parse_args(
@@ -68,10 +69,12 @@ def setup_logging(should_log: bool = True, library_level: int = logging.WARNING)
 
 
 def run_cli(main: Callable[[list[str]], Any], argv: list[str]) -> int:
-    """Run an entry point; a ``UserError`` (a bad argument, a missing file, offline, undecodable images, a model for
-    other classes: ``flowers_hf.core.errors``) ends with its message and exit status 1 rather than a traceback; Ctrl-C
+    """Run an entry point once the core libraries are checked to be recent enough (``flowers_hf.core.versions``); a
+    ``UserError`` (a library too old, a bad argument, a missing file, offline, undecodable images, a model for other
+    classes: ``flowers_hf.core.errors``) ends with its message and exit status 1 rather than a traceback; Ctrl-C
     with 130."""
     try:
+        check_versions()
         main(argv)
     except UserError as error:
         logging.getLogger("flowers_hf").error("%s: %s", type(error).__name__, error)

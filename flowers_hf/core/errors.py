@@ -54,3 +54,7 @@ class UnreadableImageError(UserError, ValueError):
 
 class DiskFullError(UserError, OSError):
     """A write failed because the disk (or the user's quota) is full; the message names the path and the space."""
+
+
+class VersionError(UserError, ImportError):
+    """An installed library is older than this code supports (``flowers_hf.core.versions``)."""

@@ -38,7 +38,15 @@ class ClassWeightedTrainer(Trainer):
     model's float input, before the step's total weight is counted. ``teacher``, if given, adds the distillation
     term of ``DistillationLoss`` to every training batch: its logits for the batch's model input (the mixed one with
     mixup), or the ``teacher_logits`` a batch brings along (a frozen backbone's stored views).
+
+    The overrides below are written against transformers 5.23 and checked against 5.17's source, the oldest version
+    supported (``flowers_hf.core.versions``); each comment names where the two differ.
     """
+
+    # The loss is already divided by the optimizer step's total weight (get_batch_samples), so the Trainer must not
+    # divide it by the accumulation steps again: 5.23 reads this attribute; 5.17 has none and decides the same from
+    # compute_loss_func being set.
+    loss_is_scaled_for_ga = True
 
     def __init__(
         self,
@@ -63,7 +71,7 @@ class ClassWeightedTrainer(Trainer):
         self._train_counts: torch.Tensor | None = None  # [correct, seen] since the last log
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        # transformers 5.23 sends every training and prediction batch through here once it is on the device: uint8
+        # transformers 5.17 and 5.23 send every training and prediction batch through here on the device: uint8
         # pixels (the default data path) become the model's float input here rather than in the DataLoader
         # workers, which then do less and send a quarter of the bytes.
         inputs = super()._prepare_inputs(inputs)
@@ -72,8 +80,8 @@ class ClassWeightedTrainer(Trainer):
         return inputs
 
     def _save_checkpoint(self, model: torch.nn.Module, trial: Any) -> None:
-        # transformers 5.23 writes each checkpoint with this method. On a full disk: one line with the path and the
-        # space, the checkpoint cut short removed, the earlier ones (rotated out only after a save) kept.
+        # transformers 5.17 and 5.23 write each checkpoint with this method. On a full disk: one line with the path
+        # and the space, the checkpoint cut short removed, the earlier ones (rotated out only after a save) kept.
         folder = Path(self._get_output_dir(trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         then = "the same command resumes from the last complete checkpoint"
         with disk_full_guard(folder, _checkpoint_bytes(self.model), then=then, remove=folder):
@@ -81,9 +89,11 @@ class ClassWeightedTrainer(Trainer):
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
-        # transformers 5.23's save_pretrained writes the weights on global rank 0 alone (should_save_on_this_rank),
-        # whatever is_main_process says: with --save_on_each_node the checkpoints of the other machines had none,
-        # and those machines started again from step 0 while machine 0 resumed (a collective mismatch).
+        # transformers 5.17's and 5.23's save_pretrained write the weights on global rank 0 alone
+        # (should_save_on_this_rank), whatever is_main_process says: with --save_on_each_node the checkpoints of the
+        # other machines had none, and those machines started again from step 0 while machine 0 resumed (a
+        # collective mismatch). 5.23 calls _save on every process (it returns at once where not should_save); 5.17
+        # only where should_save: the condition below holds for both.
         if self.args.should_save and not self.is_world_process_zero():
             folder = Path(output_dir or self.args.output_dir)
             model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
@@ -93,9 +103,10 @@ class ClassWeightedTrainer(Trainer):
     def get_batch_samples(
         self, epoch_iterator: Iterator, num_batches: int, device: torch.device
     ) -> tuple[list, torch.Tensor | int | None]:
-        # Written against transformers 5.23, whose get_batch_samples returns the optimizer step's micro-batches and
-        # their label count, which the Trainer passes to the loss as num_items_in_batch (the same on every process
-        # when average_tokens_across_devices). A weighted mean divides by their total weight instead.
+        # transformers 5.17 and 5.23: get_batch_samples returns the optimizer step's micro-batches and their label
+        # count, which the Trainer passes to the loss as num_items_in_batch (the same on every process when
+        # average_tokens_across_devices; under tensor or context parallelism 5.17 and 5.23 divide it differently,
+        # which this project does not use). A weighted mean divides by their total weight instead.
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         if self.mixer is not None:
             batches = [self._mixed(batch) for batch in batches]
@@ -122,8 +133,8 @@ class ClassWeightedTrainer(Trainer):
         labels = inputs.get("labels")
         teacher_logits = inputs.pop("teacher_logits", None)
         if self.teacher is not None and model.training and labels is not None:
-            # The labels and the teacher's logits travel together as the targets: compute_loss hands them, untouched,
-            # to DistillationLoss, and the model never sees them.
+            # The labels and the teacher's logits travel together as the targets: compute_loss (5.17 and 5.23 alike)
+            # hands them, untouched, to DistillationLoss, and the model never sees them.
             inputs = {**inputs, "labels": TeacherTargets(labels, self._teacher_logits(inputs, teacher_logits))}
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training and labels is not None:
