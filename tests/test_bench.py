@@ -1,6 +1,7 @@
 """bench/run.py end to end on tiny settings (keys and consistency of its JSON, never timings), the pure helpers of
 bench/tables.py and bench/timing.py, and the resized-image cache (flowers_hf.data.cache) it measures."""
 
+import io
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from bench import tables, timing
 from bench.arguments import BenchArguments
 from bench.recipes import RECIPES
 from flowers_hf.data.cache import cache_resized, cached_side
+from flowers_hf.data.pixels import rgb_array
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.synthetic import split_counts
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
@@ -195,10 +197,12 @@ def _photos(sizes: list[tuple[int, int]]) -> datasets.Dataset:
 
 def test_cache_shrinks_to_the_shorter_side_and_never_enlarges():
     cached = cache_resized(_photos([(120, 80), (60, 90), (30, 20)]), shorter_side=40)
-    assert [image.size for image in cached["image"]] == [(60, 40), (40, 60), (30, 20)]
+    assert [rgb_array(image).shape for image in cached["image"]] == [(40, 60, 3), (60, 40, 3), (20, 30, 3)]
     assert cached["label"] == [0, 1, 1]
-    assert cached.features == _photos([(8, 8)]).features
-    assert all(image.format == "PPM" and image.mode == "RGB" for image in cached["image"])  # stored raw
+    # Stored raw, handed over undecoded: read as arrays, no PIL image per sample.
+    assert cached.features == datasets.Features({**_photos([(8, 8)]).features, "image": datasets.Image(decode=False)})
+    assert all(image["bytes"].startswith(b"P6") for image in cached["image"])
+    assert all(Image.open(io.BytesIO(image["bytes"])).format == "PPM" for image in cached["image"])
 
 
 def test_cached_images_feed_the_training_transform():

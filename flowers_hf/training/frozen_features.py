@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput
 
+from flowers_hf.data.batch_color import BatchColorJitter
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ModelInput, collate_fn
 from flowers_hf.training.arguments import FlowersTrainingArguments
@@ -46,11 +47,14 @@ class FeatureSources:
         train: the training split with the training transform (``--probe_views`` 2 or more draws its views here).
         train_plain: the training split with the eval transform (``--probe_views 1``: no augmentation).
         splits: validation, test and any others by name, with the eval transform.
+        batch_augment: the device's part of the training augmentation (``TrainingData.batch_augment``), applied
+            to ``train``'s batches; ``None`` if the workers do all of it.
     """
 
     train: datasets.Dataset
     train_plain: datasets.Dataset
     splits: dict[str, datasets.Dataset]
+    batch_augment: BatchColorJitter | None = None
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -136,7 +140,9 @@ class FrozenFeatures:
         views = self.args.probe_views
         source = self.sources.train_plain if views == 1 else self.sources.train
         kind = "unaugmented" if views == 1 else "augmented"
-        return self._get("train", lambda: self._compute(source, views, f"features of train ({views} {kind} views)"))
+        augment = self.sources.batch_augment if views > 1 else None
+        description = f"features of train ({views} {kind} views)"
+        return self._get("train", lambda: self._compute(source, views, description, augment))
 
     def _get(self, key: str, compute: Callable[[], FeatureDataset]) -> FeatureDataset:
         signature = _backbone_signature(self.model)
@@ -148,7 +154,9 @@ class FrozenFeatures:
         return self._cache[key]
 
     @torch.inference_mode()
-    def _compute(self, dataset: datasets.Dataset, views: int, description: str) -> FeatureDataset:
+    def _compute(
+        self, dataset: datasets.Dataset, views: int, description: str, augment: BatchColorJitter | None = None
+    ) -> FeatureDataset:
         start = time.perf_counter()
         model = self._ready()
         per_view, labels = [], None
@@ -157,7 +165,11 @@ class FrozenFeatures:
             progress = tqdm(
                 loader, desc=description, leave=False, disable=self.args.disable_tqdm or not self.args.should_log
             )
-            batches = [(self._features(model, batch["pixel_values"]), batch["labels"]) for batch in progress]
+            # The device's part of the augmentation draws from its own generator, seeded like the loader's.
+            draws = torch.Generator().manual_seed(self.args.seed + view)
+            batches = [
+                (self._features(model, batch["pixel_values"], augment, draws), batch["labels"]) for batch in progress
+            ]
             per_view.append(torch.cat([features for features, _ in batches]))
             labels = torch.cat([label for _, label in batches])
         logger.info(
@@ -182,7 +194,15 @@ class FrozenFeatures:
             generator=torch.Generator().manual_seed(seed),
         )
 
-    def _features(self, timm_model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    def _features(
+        self,
+        timm_model: torch.nn.Module,
+        pixels: torch.Tensor,
+        augment: BatchColorJitter | None = None,
+        draws: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        if augment is not None:
+            pixels = augment(pixels.to(self.args.device, non_blocking=True), draws)
         pixels = self._input(pixels)
         with self._autocast():
             features = pre_logits(timm_model, pixels)
@@ -249,7 +269,8 @@ def frozen_features(
     if not (args.freeze_backbone and args.frozen_features):
         return None
     others = {name: split for name, split in data.splits.items() if name != "train"}
-    return FrozenFeatures(model, FeatureSources(data.splits["train"], data.train_plain, others), args, prep)
+    sources = FeatureSources(data.splits["train"], data.train_plain, others, data.batch_augment)
+    return FrozenFeatures(model, sources, args, prep)
 
 
 def predict_split(

@@ -32,8 +32,9 @@ class ClassWeightedTrainer(Trainer):
     """``Trainer`` whose loss is ``WeightedCrossEntropy`` and whose training logs include ``train_accuracy``.
 
     ``train_accuracy`` is measured on the augmented training batches since the previous log; against soft targets
-    (mixup, CutMix), against their largest class. ``mixer``, if given, mixes each training batch once it is the
-    model's float input, before the step's total weight is counted.
+    (mixup, CutMix), against their largest class. ``batch_augment``, if given, augments each uint8 training batch
+    on the device (``--color_jitter_on_device``), before ``mixer``, if given, mixes it once it is the model's float
+    input, before the step's total weight is counted.
     """
 
     def __init__(
@@ -44,12 +45,14 @@ class ClassWeightedTrainer(Trainer):
         mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         prep: Preprocessing | None = None,
         channels_last: bool = False,
+        batch_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         **kwargs,
     ):
         super().__init__(*args, compute_loss_func=loss, **kwargs)
         self.loss = loss
         self.backbone_learning_rate_scale = backbone_learning_rate_scale
         self.mixer = mixer
+        self.batch_augment = batch_augment
         self.model_input = ModelInput(prep, channels_last)
         self._train_counts: torch.Tensor | None = None  # [correct, seen] since the last log
 
@@ -88,6 +91,8 @@ class ClassWeightedTrainer(Trainer):
         # their label count, which the Trainer passes to the loss as num_items_in_batch (the same on every process
         # when average_tokens_across_devices). A weighted mean divides by their total weight instead.
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.batch_augment is not None:  # training batches only: evaluation and prediction do not come here
+            batches = [self._augmented(batch) for batch in batches]
         if self.mixer is not None:
             batches = [self._mixed(batch) for batch in batches]
         if num_items is None or not batches:
@@ -96,6 +101,12 @@ class ClassWeightedTrainer(Trainer):
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             total = self.accelerator.gather(total.reshape(1)).sum()
         return batches, total
+
+    def _augmented(self, batch: dict[str, Any]) -> dict[str, Any]:
+        pixels = batch["pixel_values"]
+        if pixels.dtype != torch.uint8 or pixels.dim() != 4:  # a frozen backbone's features: augmented before
+            return batch
+        return {**batch, "pixel_values": self.batch_augment(pixels)}
 
     def _mixed(self, batch: dict[str, Any]) -> dict[str, Any]:
         # Mixed on the device, from the model's input: the loss's total weight then counts the soft targets.
@@ -161,6 +172,7 @@ def build_trainer(
     class_weights: torch.Tensor | None,
     prep: Preprocessing | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    batch_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ClassWeightedTrainer:
     """The Trainer of one stage: weighted loss, offline metrics, early stopping on the validation metric; with
     ``FlowersTrainingArguments``' options, mixup/CutMix of the training batches and an EMA of the weights.
@@ -173,6 +185,8 @@ def build_trainer(
         class_weights: per-class loss weights, or ``None``.
         prep: the model's input contract, whose mean and std turn uint8 batches into its input on the device.
         callbacks: more Trainer callbacks (a search's pruning callback).
+        batch_augment: what augments each uint8 training batch on the device (``TrainingData.batch_augment``:
+            the colour jitter with ``--color_jitter_on_device``), or ``None``.
     """
     if args.push_to_hub:
         # The Trainer would push every stage's checkpoints as it saves them; train.py publishes the finished
@@ -207,4 +221,5 @@ def build_trainer(
         backbone_learning_rate_scale=args.backbone_learning_rate_scale,
         prep=prep,
         channels_last=args.channels_last,
+        batch_augment=batch_augment,
     )
