@@ -17,6 +17,7 @@ from PIL import Image
 from bench import run as bench
 from bench import tables, timing
 from bench.arguments import BenchArguments
+from bench.data_costs import VARIANTS, data_costs, variant_splits
 from bench.recipes import RECIPES
 from flowers_hf.data.cache import cache_resized, cached_side
 from flowers_hf.data.pixels import rgb_array
@@ -67,8 +68,11 @@ def test_last_line_is_json_with_every_key_of_the_issue(output):
 def test_figures_are_positive_and_consistent(output):
     _, result = output
     assert all(result[key] > 0 for key in FIGURES)
-    assert set(result["data_cpu_ms_per_image"]) == {"ours", "cached", "before", "peer"}
-    assert all(ms > 0 for ms in result["data_cpu_ms_per_image"].values())
+    costs = result["data_cpu_ms_per_image"]
+    assert set(costs) == {"ours", "cached", "before", "peer", *VARIANTS}
+    assert all(ms > 0 for ms in costs.values()) and result["device_jitter_ms_per_image"] > 0
+    data_ratio = result["targets"]["data CPU ours / peer"]
+    assert data_ratio["value"] == pytest.approx(costs["ours"] / costs["peer"], abs=2e-3)
     assert result["infer_ms_p95"] >= result["infer_ms_p50"]
     assert result["infer_ceiling_ms_p95"] >= result["infer_ceiling_ms_p50"]
     # The demo's predict runs the bare forward too, plus decoding and preprocessing; the main process holds more.
@@ -152,6 +156,31 @@ def test_targets_leave_out_what_a_run_did_not_measure():
     assert set(tables.target_checks(run)) == {"demo / bare forward"}
     run["onnx_int8_infer_ms_p50"] = 10.0
     assert tables.target_checks(run)["int8 demo / eager bare"] == {"value": 0.4, "target": "<= 0.5", "result": "met"}
+
+
+def test_the_data_table_sets_each_path_beside_the_peer():
+    costs = {"ours": 1.2, "cached": 1.4, "before": 3.0, "peer": 2.4, "no_rotate": 0.9}
+    run = {"model": "resnet18", "device": "cpu", "data_cpu_ms_per_image": costs, "device_jitter_ms_per_image": 0.25}
+    lines = tables.data_table(run)
+    assert re.search(r"^ours: train.py's default .* +1\.200 +0\.50$", "\n".join(lines), re.MULTILINE)
+    assert re.search(r"^lighter: no rotation +0\.900 +0\.38$", "\n".join(lines), re.MULTILINE)
+    assert lines[-1].endswith("CPU ms, one thread per image: 0.250")
+    check = tables.target_checks({"device": "cpu", "data_ours_cpu_ms": 1.2, "data_peer_cpu_ms": 2.4})
+    assert check["data CPU ours / peer"] == {"value": 0.5, "target": "<= 0.33", "result": "missed by 0.17 (52%)"}
+
+
+def test_data_costs_time_every_variant_of_the_recipe_on_the_same_images():
+    prep = resolve_preprocessing("test_resnet")
+    split = cache_resized(_photos([(120, 80), (60, 90)]), shorter_side=cached_side(prep))
+    variants = variant_splits(split, prep)
+    assert set(variants) == set(VARIANTS)
+    steps = {name: split.format["format_kwargs"]["transform"].transform.pipeline.transforms
+             for name, split in variants.items()}  # fmt: skip
+    assert [type(step).__name__ for step in steps["crop_flip"]] == ["RandomResizedCrop", "HorizontalFlip", "Rotate",
+                                                                     "ToTensorV2"]  # fmt: skip
+    assert steps["no_rotate"][2].p == 0 and steps["bilinear"][0].interpolation == 1  # cv2.INTER_LINEAR
+    costs = data_costs(variants, images=2, repeats=2)
+    assert set(costs) == set(VARIANTS) and all(ms > 0 for ms in costs.values())
 
 
 def test_verdict_says_by_how_much_a_target_is_missed():
