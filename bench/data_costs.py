@@ -52,6 +52,18 @@ def variant_splits(train: datasets.Dataset, prep: Preprocessing) -> dict[str, da
     return splits
 
 
+def pil_read_split(train: datasets.Dataset, prep: Preprocessing) -> datasets.Dataset:
+    """Our path as it read the decoded copy until 2026-12-05: each stored image decoded by ``datasets`` into a PIL
+    image, then the same training transform.
+
+    Args:
+        train: the decoded-once training split.
+        prep: the model's input contract.
+    """
+    decoded = train.cast_column("image", datasets.Image())
+    return decoded.with_transform(BatchTransform(build_train_transform(prep, seed=0, normalize=False)))
+
+
 def data_costs(splits: dict[str, datasets.Dataset], images: int, repeats: int = REPEATS) -> dict[str, float]:
     """CPU ms per image of each split's transform over its first ``images`` images, one torch thread; each path
     once per pass, ``repeats`` passes, the median kept (the first pass warms every path up alike).

@@ -17,7 +17,7 @@ import datasets
 import torch
 
 from bench.arguments import BenchArguments
-from bench.data_costs import data_costs, device_jitter_ms, variant_splits
+from bench.data_costs import data_costs, device_jitter_ms, pil_read_split, variant_splits
 from bench.inference import measure_infer
 from bench.peer import PeerTransform
 from bench.timing import peak_rss_mb
@@ -87,6 +87,7 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
                 args.batch_size, args.precision, args.warmup_steps, steps)  # fmt: skip
     inputs, side, cache_build_s = data_paths(data, prep)
     paths = {path: splits["train"] for path, splits in inputs.items()}
+    paths["pil_read"] = pil_read_split(inputs["ours"]["train"], prep)
     costs = data_costs(paths | variant_splits(inputs["ours"]["train"], prep), args.batch_size)
     jitter_ms = device_jitter_ms(prep, args.device, args.batch_size)
     logger.info("Data path CPU ms per image, one thread: %s; the batch jitter %.3f ms", costs, jitter_ms)

@@ -36,6 +36,7 @@ DATA_PATHS = {
     "cached": "decoded once, normalised in the worker",
     "before": "the originals decoded every epoch (until 2026-12-01)",
     "peer": "peer recipe (run_image_classification.py)",
+    "pil_read": "ours, the copy decoded by PIL per image (until 2026-12-05)",
     **{name: description for name, (description, _) in VARIANTS.items()},
 }
 

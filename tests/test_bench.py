@@ -11,13 +11,14 @@ import sys
 import datasets
 import numpy as np
 import pytest
+import torch
 from helpers import ROOT
 from PIL import Image
 
 from bench import run as bench
 from bench import tables, timing
 from bench.arguments import BenchArguments
-from bench.data_costs import VARIANTS, data_costs, variant_splits
+from bench.data_costs import VARIANTS, data_costs, pil_read_split, variant_splits
 from bench.recipes import RECIPES
 from flowers_hf.data.cache import cache_resized, cached_side
 from flowers_hf.data.pixels import rgb_array
@@ -69,7 +70,7 @@ def test_figures_are_positive_and_consistent(output):
     _, result = output
     assert all(result[key] > 0 for key in FIGURES)
     costs = result["data_cpu_ms_per_image"]
-    assert set(costs) == {"ours", "cached", "before", "peer", *VARIANTS}
+    assert set(costs) == {"ours", "cached", "before", "peer", "pil_read", *VARIANTS}
     assert all(ms > 0 for ms in costs.values()) and result["device_jitter_ms_per_image"] > 0
     data_ratio = result["targets"]["data CPU ours / peer"]
     assert data_ratio["value"] == pytest.approx(costs["ours"] / costs["peer"], abs=2e-3)
@@ -179,8 +180,10 @@ def test_data_costs_time_every_variant_of_the_recipe_on_the_same_images():
     assert [type(step).__name__ for step in steps["crop_flip"]] == ["RandomResizedCrop", "HorizontalFlip", "Rotate",
                                                                      "ToTensorV2"]  # fmt: skip
     assert steps["no_rotate"][2].p == 0 and steps["bilinear"][0].interpolation == 1  # cv2.INTER_LINEAR
-    costs = data_costs(variants, images=2, repeats=2)
-    assert set(costs) == set(VARIANTS) and all(ms > 0 for ms in costs.values())
+    pil = pil_read_split(split, prep)
+    assert isinstance(pil[:1]["pixel_values"], torch.Tensor) and pil.features["image"].decode
+    costs = data_costs({**variants, "pil_read": pil}, images=2, repeats=2)
+    assert set(costs) == {*VARIANTS, "pil_read"} and all(ms > 0 for ms in costs.values())
 
 
 def test_verdict_says_by_how_much_a_target_is_missed():
