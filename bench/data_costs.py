@@ -23,7 +23,7 @@ from flowers_hf.data.batch_color import build_batch_color_jitter
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import BatchTransform, build_train_transform
 
-REPEATS = 5
+REPEATS = 7
 # Our decoded-once path with the recipe changed, to measure what a lighter one would save: name -> (what changes,
 # TransformArguments overrides). "geometry_only" is what the workers do with --color_jitter_on_device (a GPU host).
 _NO_JITTER = {"color_jitter": 0.0, "hue_jitter": 0.0}

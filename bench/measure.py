@@ -88,7 +88,8 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
     inputs, side, cache_build_s = data_paths(data, prep)
     paths = {path: splits["train"] for path, splits in inputs.items()}
     paths["pil_read"] = pil_read_split(inputs["ours"]["train"], prep)
-    costs = data_costs(paths | variant_splits(inputs["ours"]["train"], prep), args.batch_size)
+    images = min(2 * args.batch_size, len(data["train"]))  # two batches' worth, the same images for every path
+    costs = data_costs(paths | variant_splits(inputs["ours"]["train"], prep), images)
     jitter_ms = device_jitter_ms(prep, args.device, args.batch_size)
     logger.info("Data path CPU ms per image, one thread: %s; the batch jitter %.3f ms", costs, jitter_ms)
     with tempfile.TemporaryDirectory(prefix="flowers_bench_") as tmp:
