@@ -17,9 +17,10 @@ import datasets
 import torch
 
 from bench.arguments import BenchArguments
+from bench.data_costs import data_costs, device_jitter_ms, pil_read_split, variant_splits
 from bench.inference import measure_infer
 from bench.peer import PeerTransform
-from bench.timing import data_cpu_ms, peak_rss_mb
+from bench.timing import peak_rss_mb
 from bench.training import fresh_model, ours_arguments, train_rounds
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments, TransformArguments
@@ -85,8 +86,12 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
     logger.info("%s at %d px, batch %d, %s: %d + %d steps per training path", name, prep.input_size[0],
                 args.batch_size, args.precision, args.warmup_steps, steps)  # fmt: skip
     inputs, side, cache_build_s = data_paths(data, prep)
-    costs = {path: round(data_cpu_ms(splits["train"], args.batch_size), 2) for path, splits in inputs.items()}
-    logger.info("Data path CPU ms per image, one thread: %s", costs)
+    paths = {path: splits["train"] for path, splits in inputs.items()}
+    paths["pil_read"] = pil_read_split(inputs["ours"]["train"], prep)
+    images = min(2 * args.batch_size, len(data["train"]))  # two batches' worth, the same images for every path
+    costs = data_costs(paths | variant_splits(inputs["ours"]["train"], prep), images)
+    jitter_ms = device_jitter_ms(prep, args.device, args.batch_size)
+    logger.info("Data path CPU ms per image, one thread: %s; the batch jitter %.3f ms", costs, jitter_ms)
     with tempfile.TemporaryDirectory(prefix="flowers_bench_") as tmp:
         training_args = ours_arguments(args, steps, tmp)
         training = train_rounds(args, name, inputs, prep, training_args)
@@ -112,6 +117,9 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
         **{key: round(statistics.median(values), 2) for key, values in training.items()},
         **{key: round(value, 2) for key, value in infer.items()},
         "data_cpu_ms_per_image": costs,
+        "data_ours_cpu_ms": costs["ours"],
+        "data_peer_cpu_ms": costs["peer"],
+        "device_jitter_ms_per_image": jitter_ms,
         **peak_rss_mb(),
     }
     if args.rounds > 1:

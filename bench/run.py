@@ -15,8 +15,11 @@ same model, batch size and precision:
   Albumentations in DataLoader workers returning uint8 tensors, normalised on the device by ``build_trainer``'s
   Trainer, its step;
 - ``train_pipeline_cached_img_s``: the same with the normalisation in the workers (float batches);
-- ``data_cpu_ms_per_image``: the CPU cost per image of each data path alone, one thread, including ``before``:
-  the originals decoded every epoch and normalised in the workers, ``train.py``'s path until 2026-12-01;
+- ``data_cpu_ms_per_image``: the CPU cost per image of each data path alone, one thread, side by side on the same
+  images (``bench/data_costs.py``): the paths above, ``before`` (the originals decoded every epoch and normalised in
+  the workers, ``train.py``'s path until 2026-12-01), the workers' share with ``--color_jitter_on_device`` and
+  lighter variants of the recipe (measured only); ``data_ours_cpu_ms`` / ``data_peer_cpu_ms`` is checked against
+  its target (a third); ``device_jitter_ms_per_image``: that flag's batch jitter on the device;
 - ``train_ceiling_img_s``: a plain PyTorch loop over batches already in memory, the limit a data path can approach;
 - ``peer_img_s``: the recipe of transformers' ``run_image_classification.py``: torchvision transforms per batch in
   ``with_transform``, a plain ``Trainer``, default DataLoader settings (no workers);
@@ -34,10 +37,10 @@ several models each runs in a fresh process, so that its memory peak is its own.
 
 This file holds the order of the measurements and the JSON summary; ``bench/arguments.py`` the arguments,
 ``bench/measure.py`` every figure of one model, ``bench/training.py`` the ceiling and our training path,
-``bench/peer.py`` the peer recipe, ``bench/inference.py`` the demo's latency on each backend (the ONNX exports too),
-``bench/recipes.py`` and ``bench/probe.py`` the end-to-end timings of ``train.py``, ``bench/timing.py`` the
-measurement helpers (time stamps, rates, percentiles, memory peaks), ``bench/tables.py`` the targets, their checks and
-the printed table.
+``bench/peer.py`` the peer recipe, ``bench/data_costs.py`` the data paths alone, ``bench/inference.py`` the demo's
+latency on each backend (the ONNX exports too), ``bench/recipes.py`` and ``bench/probe.py`` the end-to-end timings
+of ``train.py``, ``bench/timing.py`` the measurement helpers (time stamps, rates, percentiles, memory peaks),
+``bench/tables.py`` the targets, their checks and the printed table.
 """
 
 from __future__ import annotations

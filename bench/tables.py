@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.data_costs import VARIANTS
+
 # (name, numerator, denominator, ">=" or "<=", target on a CPU, target on a GPU), from the issue; "cached" is our
 # path with the training images decoded and shrunk once (flowers_hf.data.cache), which train.py does not do yet.
 TARGETS = (
@@ -16,6 +18,8 @@ TARGETS = (
     ("demo / bare forward", "infer_ms_p50", "infer_ceiling_ms_p50", "<=", 1.2, 1.2),
     # The demo on the int8 export, end to end, against PyTorch eager's bare forward (issue "export", part 1).
     ("int8 demo / eager bare", "onnx_int8_infer_ms_p50", "infer_ceiling_ms_p50", "<=", 0.5, 0.5),
+    # Our default data path's CPU per image against the peer's, one thread, same run (issue "small and fast", 2).
+    ("data CPU ours / peer", "data_ours_cpu_ms", "data_peer_cpu_ms", "<=", 0.33, 0.33),
 )
 # The demo's backends as bench/run.py times them: (label, prefix of their latency keys).
 BACKEND_ROWS = (("pytorch eager", ""), ("onnx fp32", "onnx_"), ("onnx int8", "onnx_int8_"))
@@ -25,6 +29,15 @@ PATHS = {
     "train_pipeline_img_s": "our pipeline (train.py's path: decoded once, uint8 batches normalised on the device)",
     "train_pipeline_cached_img_s": "our pipeline, decoded once, normalised in the workers",
     "peer_img_s": "peer recipe (run_image_classification.py)",
+}
+# The data paths bench/run.py times alone (data_cpu_ms_per_image), as the data table names them.
+DATA_PATHS = {
+    "ours": "ours: train.py's default (decoded once, read as arrays, uint8 out)",
+    "cached": "decoded once, normalised in the worker",
+    "before": "the originals decoded every epoch (until 2026-12-01)",
+    "peer": "peer recipe (run_image_classification.py)",
+    "pil_read": "ours, the copy decoded by PIL per image (until 2026-12-05)",
+    **{name: description for name, (description, _) in VARIANTS.items()},
 }
 
 
@@ -66,7 +79,8 @@ def format_table(summary: dict[str, Any]) -> str:
     )
     sections = [[heading]]
     if summary["runs"]:
-        sections += [figures_table(summary["runs"]), targets_table(summary["runs"]), cpu_table(summary["runs"])]
+        runs = summary["runs"]
+        sections += [figures_table(runs), targets_table(runs), cpu_table(runs), *map(data_table, runs)]
     if any("onnx_infer_ms_p50" in run for run in summary["runs"]):
         sections.insert(2, backends_table(summary["runs"]))
     if "probe_wall_s" in summary:
@@ -127,15 +141,30 @@ def targets_table(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
-    """CPU ms per image of every training path per model, and of each data path alone on one thread."""
+    """CPU ms per image of every training path per model."""
     lines = [
         "CPU ms per image (this process and its workers, every thread): a shared machine's load changes wall time",
         "more than CPU time; with every core busy, throughput ratios approach the inverse CPU-time ratios.",
-        f"{'model':<16}{'ceiling':>9}{'ours':>9}{'cached':>9}{'peer':>9}   data, 1 thread: ours/cached/before/peer",
+        f"{'model':<16}{'ceiling':>9}{'ours':>9}{'cached':>9}{'peer':>9}",
     ]
     for run in runs:
-        costs = " / ".join(f"{ms:.2f}" for ms in run["data_cpu_ms_per_image"].values())
-        lines.append(f"{run['model']:<16}" + "".join(f"{run[cpu_key(path)]:>9.1f}" for path in PATHS) + f"   {costs}")
+        lines.append(f"{run['model']:<16}" + "".join(f"{run[cpu_key(path)]:>9.1f}" for path in PATHS))
+    return lines
+
+
+def data_table(run: dict[str, Any]) -> list[str]:
+    """Each data path alone for one model: CPU ms per image on one thread and its ratio to the peer's, then the
+    device's batch jitter (``--color_jitter_on_device``)."""
+    costs = run["data_cpu_ms_per_image"]
+    lines = [
+        f"{run['model']}: the data path alone, CPU ms per image, one thread (median of the passes)",
+        f"{'path':<68}{'ms':>8}{'/ peer':>9}",
+    ]
+    for path, ms in costs.items():
+        lines.append(f"{DATA_PATHS.get(path, path):<68}{ms:>8.3f}{ms / costs['peer']:>9.2f}")
+    where = "wall ms on the GPU" if run["device"] == "cuda" else "CPU ms, one thread"
+    jitter = run["device_jitter_ms_per_image"]
+    lines.append(f"--color_jitter_on_device's batch jitter, {where} per image: {jitter:.3f}")
     return lines
 
 

@@ -152,6 +152,7 @@ def prepare(
         logger.info("Class weights (%s, in %s): %s", args.class_weights, path, data.class_weights)
     make_trainer = partial(
         build_trainer, model=model, train_dataset=data.splits["train"], eval_dataset=data.splits["validation"],
-        class_weights=data.class_weights, prep=prep, callbacks=callbacks, teacher=teacher,
+        class_weights=data.class_weights, prep=prep, callbacks=callbacks, batch_augment=data.batch_augment,
+        teacher=teacher,
     )  # fmt: skip
     return Prepared(model, groups, prep, data, make_trainer, hub_token, teacher)

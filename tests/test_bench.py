@@ -2,6 +2,7 @@
 bench/tables.py and bench/timing.py, and the resized-image cache (flowers_hf.data.cache) it measures."""
 
 import importlib.metadata
+import io
 import json
 import re
 import subprocess
@@ -11,14 +12,17 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import torch
 from helpers import ROOT, dry_gpu_check
 from PIL import Image
 
 from bench import run as bench
 from bench import tables, timing
 from bench.arguments import BenchArguments
+from bench.data_costs import VARIANTS, data_costs, pil_read_split, variant_splits
 from bench.recipes import RECIPES
 from flowers_hf.data.cache import cache_resized, cached_side
+from flowers_hf.data.pixels import rgb_array
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.synthetic import split_counts
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
@@ -66,8 +70,11 @@ def test_last_line_is_json_with_every_key_of_the_issue(output):
 def test_figures_are_positive_and_consistent(output):
     _, result = output
     assert all(result[key] > 0 for key in FIGURES)
-    assert set(result["data_cpu_ms_per_image"]) == {"ours", "cached", "before", "peer"}
-    assert all(ms > 0 for ms in result["data_cpu_ms_per_image"].values())
+    costs = result["data_cpu_ms_per_image"]
+    assert set(costs) == {"ours", "cached", "before", "peer", "pil_read", *VARIANTS}
+    assert all(ms > 0 for ms in costs.values()) and result["device_jitter_ms_per_image"] > 0
+    data_ratio = result["targets"]["data CPU ours / peer"]
+    assert data_ratio["value"] == pytest.approx(costs["ours"] / costs["peer"], abs=2e-3)
     assert result["infer_ms_p95"] >= result["infer_ms_p50"]
     assert result["infer_ceiling_ms_p95"] >= result["infer_ceiling_ms_p50"]
     # The demo's predict runs the bare forward too, plus decoding and preprocessing; the main process holds more.
@@ -161,6 +168,33 @@ def test_targets_leave_out_what_a_run_did_not_measure():
     assert tables.target_checks(run)["int8 demo / eager bare"] == {"value": 0.4, "target": "<= 0.5", "result": "met"}
 
 
+def test_the_data_table_sets_each_path_beside_the_peer():
+    costs = {"ours": 1.2, "cached": 1.4, "before": 3.0, "peer": 2.4, "no_rotate": 0.9}
+    run = {"model": "resnet18", "device": "cpu", "data_cpu_ms_per_image": costs, "device_jitter_ms_per_image": 0.25}
+    lines = tables.data_table(run)
+    assert re.search(r"^ours: train.py's default .* +1\.200 +0\.50$", "\n".join(lines), re.MULTILINE)
+    assert re.search(r"^lighter: no rotation +0\.900 +0\.38$", "\n".join(lines), re.MULTILINE)
+    assert lines[-1].endswith("CPU ms, one thread per image: 0.250")
+    check = tables.target_checks({"device": "cpu", "data_ours_cpu_ms": 1.2, "data_peer_cpu_ms": 2.4})
+    assert check["data CPU ours / peer"] == {"value": 0.5, "target": "<= 0.33", "result": "missed by 0.17 (52%)"}
+
+
+def test_data_costs_time_every_variant_of_the_recipe_on_the_same_images():
+    prep = resolve_preprocessing("test_resnet")
+    split = cache_resized(_photos([(120, 80), (60, 90)]), shorter_side=cached_side(prep))
+    variants = variant_splits(split, prep)
+    assert set(variants) == set(VARIANTS)
+    steps = {name: split.format["format_kwargs"]["transform"].transform.pipeline.transforms
+             for name, split in variants.items()}  # fmt: skip
+    assert [type(step).__name__ for step in steps["crop_flip"]] == ["RandomResizedCrop", "HorizontalFlip", "Rotate",
+                                                                     "ToTensorV2"]  # fmt: skip
+    assert steps["no_rotate"][2].p == 0 and steps["bilinear"][0].interpolation == 1  # cv2.INTER_LINEAR
+    pil = pil_read_split(split, prep)
+    assert isinstance(pil[:1]["pixel_values"], torch.Tensor) and pil.features["image"].decode
+    costs = data_costs({**variants, "pil_read": pil}, images=2, repeats=2)
+    assert set(costs) == {*VARIANTS, "pil_read"} and all(ms > 0 for ms in costs.values())
+
+
 def test_verdict_says_by_how_much_a_target_is_missed():
     assert tables.verdict(1.02, ">=", 1.0) == "met"
     assert tables.verdict(0.93, ">=", 0.95) == "missed by 0.02 (2%)"
@@ -204,10 +238,12 @@ def _photos(sizes: list[tuple[int, int]]) -> datasets.Dataset:
 
 def test_cache_shrinks_to_the_shorter_side_and_never_enlarges():
     cached = cache_resized(_photos([(120, 80), (60, 90), (30, 20)]), shorter_side=40)
-    assert [image.size for image in cached["image"]] == [(60, 40), (40, 60), (30, 20)]
+    assert [rgb_array(image).shape for image in cached["image"]] == [(40, 60, 3), (60, 40, 3), (20, 30, 3)]
     assert cached["label"] == [0, 1, 1]
-    assert cached.features == _photos([(8, 8)]).features
-    assert all(image.format == "PPM" and image.mode == "RGB" for image in cached["image"])  # stored raw
+    # Stored raw, handed over undecoded: read as arrays, no PIL image per sample.
+    assert cached.features == datasets.Features({**_photos([(8, 8)]).features, "image": datasets.Image(decode=False)})
+    assert all(image["bytes"].startswith(b"P6") for image in cached["image"])
+    assert all(Image.open(io.BytesIO(image["bytes"])).format == "PPM" for image in cached["image"])
 
 
 def test_cached_images_feed_the_training_transform():

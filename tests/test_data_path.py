@@ -1,6 +1,8 @@
 """train.py's data path: images decoded once (the cache), uint8 tensors out of the workers, normalised on the device
 with exactly the eval transform's arithmetic, the same augmentation draws as the float path."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,10 @@ from PIL import Image
 from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.cache import cache_splits
 from flowers_hf.data.mixup import build_mixer
+from flowers_hf.data.pixels import encode_ppm, rgb_array
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import (
+    BatchTransform,
     build_eval_transform,
     build_train_transform,
     normalize_pixels,
@@ -45,8 +49,48 @@ def test_cached_splits_give_the_eval_transforms_inputs_of_the_originals_bit_for_
             cached_pixels = data[split][index]["pixel_values"]
             assert cached_pixels.dtype == torch.uint8
             assert torch.equal(normalize_pixels(cached_pixels, PREP.mean, PREP.std), original)
-    # Training images are kept at 1.15x the input size (never enlarged), decoded once.
-    assert min(cached["train"][0]["image"].size) == min(min(tiny_synthetic["train"][0]["image"].size), 37)
+            # Normalised on the CPU (evaluate.py, the audit): the same floats.
+            assert torch.equal(build_eval_transform(PREP, cropped=True)(cached[split][index]["image"]), original)
+    # Training images are kept at 1.15x the input size (never enlarged), decoded once, read back as arrays.
+    stored = rgb_array(cached["train"][0]["image"])
+    assert min(stored.shape[:2]) == min(min(tiny_synthetic["train"][0]["image"].size), 37)
+
+
+def test_the_decoded_copy_is_read_as_arrays_with_no_pil_decoding(tiny_synthetic, monkeypatch):
+    cached = cache_splits(tiny_synthetic, PREP)
+    data = with_transforms(cached, build_train_transform(PREP, seed=0, normalize=False),
+                           build_eval_transform(PREP, normalize=False, cropped=True))  # fmt: skip
+    plain = cached["train"].with_transform(BatchTransform(build_eval_transform(PREP, normalize=False)))
+
+    def decoding(*args, **kwargs):
+        raise AssertionError("an image of the copy was decoded with PIL")
+
+    monkeypatch.setattr(Image, "open", decoding)
+    assert data["train"][:4]["pixel_values"].shape == (4, 3, 32, 32)
+    assert data["validation"][:4]["pixel_values"].shape == (4, 3, 32, 32)
+    assert plain[:4]["pixel_values"].shape == (4, 3, 32, 32)  # the frozen backbone's unaugmented features
+
+
+def test_stored_bytes_are_read_as_a_view_and_anything_else_as_pil_decodes_it():
+    image = _photo(9, 7)
+    stored = encode_ppm(image)
+    pixels = rgb_array(stored)
+    assert np.array_equal(pixels, np.asarray(image)) and not pixels.flags.writeable  # a view of the bytes
+    png = io.BytesIO()
+    image.convert("L").save(png, format="PNG")
+    grey = rgb_array({"bytes": png.getvalue(), "path": None})  # not the copy's: decoded, made RGB
+    assert grey.shape == (7, 9, 3) and np.array_equal(grey, np.asarray(image.convert("L").convert("RGB")))
+    assert rgb_array(pixels) is pixels and np.array_equal(rgb_array(image.convert("RGBA")), pixels)
+    with pytest.raises(ValueError, match="HWC uint8 RGB"):
+        rgb_array(pixels[..., 0])
+    # An image at the input size can leave the training transform uncropped and unchanged: its tensor must not
+    # be the stored bytes, which are read-only.
+    at_size = encode_ppm(_photo(32, 32))
+    unchanged = TransformArguments(min_crop_scale=1.0, hflip_prob=0, rotate_prob=0, color_jitter=0, hue_jitter=0)
+    out = build_train_transform(PREP, unchanged, normalize=False)(at_size)
+    assert torch.equal(out, torch.from_numpy(rgb_array(at_size).copy()).permute(2, 0, 1))
+    out.add_(1)
+    assert torch.equal(out, torch.from_numpy(rgb_array(at_size).copy()).permute(2, 0, 1) + 1)  # bytes untouched
 
 
 def test_the_cache_is_reused_for_the_same_source_and_size_and_rebuilt_for_another_size(tiny_synthetic):
@@ -54,7 +98,7 @@ def test_the_cache_is_reused_for_the_same_source_and_size_and_rebuilt_for_anothe
     assert first["test"].cache_files and first["test"].cache_files == again["test"].cache_files
     other = cache_splits(tiny_synthetic, resolve_preprocessing("test_resnet", TransformArguments(image_size=24)))
     assert other["test"].cache_files != first["test"].cache_files
-    assert other["test"][0]["image"].size == (24, 24)
+    assert rgb_array(other["test"][0]["image"]).shape == (24, 24, 3)
 
 
 def test_the_uint8_training_path_draws_the_same_augmentations_as_the_float_one():

@@ -24,6 +24,7 @@ from flowers_hf.core.errors import DiskFullError
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.cache import cache_resized
+from flowers_hf.data.pixels import rgb_array
 from flowers_hf.model import modeling
 from flowers_hf.reporting import run_folder
 
@@ -174,5 +175,5 @@ def test_the_decoded_copy_is_never_used_half_written(tmp_path, monkeypatch, tiny
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith("cache-")) == []  # nothing half-written kept
     monkeypatch.undo()
     copy = cache_resized(source, 24)
-    assert len(copy) == len(source) and min(copy[0]["image"].size) == 24
+    assert len(copy) == len(source) and min(rgb_array(copy[0]["image"]).shape[:2]) == 24
     assert {f["filename"] for f in split.cache_files} == cached_before

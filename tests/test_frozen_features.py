@@ -14,6 +14,7 @@ from flowers_hf.core.cli import parse_args
 from flowers_hf.core.errors import ArgumentError
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments, TransformArguments
+from flowers_hf.data.batch_color import build_batch_color_jitter
 from flowers_hf.data.preprocessing import resolve_preprocessing
 from flowers_hf.data.transforms import BatchTransform, build_eval_transform, build_train_transform, with_transforms
 from flowers_hf.model.arguments import ModelArguments
@@ -44,22 +45,31 @@ def tiny_data():
 
 
 def _features(
-    name: str, tiny_data, tmp_path, views: int = 0, teacher=None, **model_kwargs
+    name: str,
+    tiny_data,
+    tmp_path,
+    views: int = 0,
+    aug: TransformArguments | None = None,
+    jitter: bool = True,
+    teacher=None,
+    **model_kwargs,
 ) -> tuple[FrozenFeatures, torch.nn.Module]:
     class_names = tiny_data["train"].features["label"].names
     torch.manual_seed(0)
     model = build_model(ModelArguments(model=name, pretrained=False, **model_kwargs), class_names)
     set_trainable(model.timm_model, parameter_groups(model.timm_model), 1)
     prep = resolve_preprocessing(model.timm_model, TransformArguments(image_size=32))
-    data = with_transforms(
-        tiny_data, build_train_transform(prep, seed=0, normalize=False), build_eval_transform(prep, normalize=False)
-    )
+    train = build_train_transform(prep, aug, seed=0, normalize=False)
+    data = with_transforms(tiny_data, train, build_eval_transform(prep, normalize=False))
     plain = with_transforms(tiny_data, build_eval_transform(prep, normalize=False), build_eval_transform(prep))
     args = FlowersTrainingArguments(
         output_dir=str(tmp_path), freeze_backbone=True, probe_views=views, dataloader_num_workers=0, report_to="none"
     )
-    sources = FeatureSources(data["train"], plain["train"], {"validation": data["validation"], "test": data["test"]})
-    return FrozenFeatures(model, sources, args, prep, teacher(model, prep, class_names) if teacher else None), model
+    others = {"validation": data["validation"], "test": data["test"]}
+    device_part = build_batch_color_jitter(aug) if aug is not None and jitter else None
+    sources = FeatureSources(data["train"], plain["train"], others, device_part)
+    made_teacher = teacher(model, prep, class_names) if teacher else None
+    return FrozenFeatures(model, sources, args, prep, made_teacher), model
 
 
 @pytest.mark.parametrize(
@@ -144,6 +154,15 @@ def test_probe_views_are_stored_with_the_teachers_logits_on_the_same_pixels(tiny
         for example in drawn:
             logits = model.timm_model.get_classifier()(example["pixel_values"][None])[0]
             assert torch.allclose(example["teacher_logits"], logits, atol=1e-5)
+
+
+def test_probe_views_take_the_colour_jitter_moved_to_the_device(tiny_data, tmp_path):
+    on_device = TransformArguments(color_jitter_on_device=True)
+    jittered = _features("test_resnet", tiny_data, tmp_path, views=2, aug=on_device)[0].training()
+    repeat = _features("test_resnet", tiny_data, tmp_path, views=2, aug=on_device)[0].training()
+    assert torch.equal(jittered.views, repeat.views)  # its draws are seeded like the views' loaders
+    geometry = _features("test_resnet", tiny_data, tmp_path, views=2, aug=on_device, jitter=False)[0].training()
+    assert not torch.allclose(jittered.views, geometry.views)  # the same crops, jittered on the device
 
 
 class _CountImages:

@@ -161,6 +161,15 @@ class TransformArguments:
         default=0.02, metadata={"help": "Hue jitter (fraction of the colour wheel); small, colour tells flowers apart."}
     )
     color_jitter_prob: float = field(default=0.8, metadata={"help": "Probability of colour jitter."})
+    color_jitter_on_device: bool = field(
+        default=False,
+        metadata={
+            "help": "Colour jitter as batch operations on the uint8 training batches on the device, beside the "
+            "normalisation, instead of in the DataLoader workers, which then do only the geometry (crop, flip, "
+            "rotation): for GPU hosts whose workers cannot keep up. The same distribution as the workers' jitter "
+            "(tested). Not with --augment strong, whose photometric steps follow the jitter."
+        },
+    )
     augment: str = field(
         default="default",
         metadata={
@@ -195,3 +204,8 @@ class TransformArguments:
                 raise ArgumentError(f"--{name} must lie in [0, 1], got {getattr(self, name)}")
         if self.augment not in AUGMENT_POLICIES:
             raise ArgumentError(f"--augment must be one of {AUGMENT_POLICIES}, got {self.augment!r}")
+        if self.color_jitter_on_device and self.augment == "strong":
+            raise ArgumentError(
+                "--color_jitter_on_device would move the jitter after --augment strong's photometric steps, which "
+                "changes the augmentation: use one or the other"
+            )

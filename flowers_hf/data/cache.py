@@ -5,21 +5,20 @@ Training crops at random scales (``RandomResizedCrop``) and resizes to the input
 shorter side a little above the input size gives nearly the same crops as the original at a fraction of the
 work. Validation and test are stored already resized and centre-cropped as the eval transform does it, so
 every evaluation reads exactly the model's input (``build_eval_transform(cropped=True)``: bit-identical to the
-eval transform on the originals). The copies are stored uncompressed (PPM in the ``datasets.Image`` column), so
-reading one is a copy, not a decode. ``datasets`` caches each beside its source, keyed by the fingerprint of the
-source and of the resize (its size included): reruns and ``python -m flowers_hf.evaluate`` reuse it, a changed
-source or size writes a new one. The corruption suite caches at timm's eval resize, before the crop.
+eval transform on the originals). The copies are stored uncompressed (PPM in the ``datasets.Image`` column) and come
+back with that column undecoded: every consumer reads the stored bytes as a NumPy array (``pixels.rgb_array``), a
+copy, not a decode, and no PIL image per sample. ``datasets`` caches each beside its source, keyed by the
+fingerprint of the source and of the resize (its size included): reruns and ``python -m flowers_hf.evaluate`` reuse
+it, a changed source or size writes a new one. The corruption suite caches at timm's eval resize, before the crop.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import datasets
 from PIL import Image
@@ -27,6 +26,7 @@ from PIL import Image
 from flowers_hf.core.disk import disk_full_guard
 from flowers_hf.core.errors import DiskFullError
 from flowers_hf.data.images import to_rgb
+from flowers_hf.data.pixels import encode_ppm
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import eval_crop
 
@@ -82,7 +82,8 @@ def cache_images(
     num_proc: int | None = None,
 ) -> datasets.Dataset:
     """``split`` with every image decoded once, converted to RGB, passed through ``resize`` and stored
-    uncompressed (cached by ``datasets`` when ``split`` lives on disk).
+    uncompressed (cached by ``datasets`` when ``split`` lives on disk); its ``image`` column comes undecoded (the
+    PPM bytes, which ``pixels.rgb_array`` reads as an array).
 
     Args:
         split: a split with an ``image`` column (``datasets.Image``).
@@ -98,7 +99,7 @@ def cache_images(
         with disk_full_guard(
             where or "the datasets cache", _copy_bytes(split, resize), then="the same command builds the copy again"
         ):
-            return split.map(
+            written = split.map(
                 _resize_batch,
                 batched=True,
                 batch_size=64,
@@ -113,6 +114,8 @@ def cache_images(
         for leftover in _temporary_files(where) - before:
             leftover.unlink(missing_ok=True)
         raise
+    # Undecoded on reading only: the file on disk (and so its cache key) is the one written with decoding on.
+    return written.cast_column("image", datasets.Image(decode=False))
 
 
 def _temporary_files(folder: Path | None) -> set[Path]:
@@ -129,7 +132,7 @@ def _copy_bytes(split: datasets.Dataset, resize: Callable[[Image.Image], Image.I
 
 
 def _resize_batch(batch: dict[str, list], resize: Callable[[Image.Image], Image.Image]) -> dict[str, list]:
-    batch["image"] = [_encode_raw(resize(to_rgb(image))) for image in batch["image"]]
+    batch["image"] = [encode_ppm(resize(to_rgb(image))) for image in batch["image"]]
     return batch
 
 
@@ -140,10 +143,3 @@ def _shrink(image: Image.Image, shorter_side: int) -> Image.Image:
         return image
     size = (max(shorter_side, round(width * scale)), max(shorter_side, round(height * scale)))
     return image.resize(size, Image.Resampling.BICUBIC)
-
-
-def _encode_raw(image: Image.Image) -> dict[str, Any]:
-    # PPM: a header and the raw RGB bytes, which PIL reads without decoding work (~0.1 ms at 258 px).
-    buffer = io.BytesIO()
-    image.save(buffer, format="PPM")
-    return {"bytes": buffer.getvalue(), "path": None}

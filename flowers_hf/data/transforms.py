@@ -17,23 +17,25 @@ from timm.data import create_transform
 from torchvision import transforms
 
 from flowers_hf.data.arguments import TransformArguments
-from flowers_hf.data.images import to_rgb
+from flowers_hf.data.pixels import ImageInput, rgb_array, to_pil
 from flowers_hf.data.preprocessing import Preprocessing
 
 _CV2_INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 
-ImageTransform = Callable[[Image.Image], torch.Tensor]
+# A transform takes a PIL image, an HWC uint8 RGB array or the decoded copy's undecoded row (``pixels.ImageInput``).
+ImageTransform = Callable[[ImageInput], torch.Tensor]
 
 
 def build_train_transform(
     prep: Preprocessing, aug: TransformArguments | None = None, seed: int | None = None, normalize: bool = True
 ) -> ImageTransform:
     """Random resized crop, flip, rotation and colour jitter (with ``--augment strong`` also the shifts between real
-    photographs), then normalisation, as an ``image -> tensor`` function.
+    photographs), then normalisation, as an ``image -> tensor`` function on PIL images or HWC uint8 arrays.
 
     Args:
         prep: the model's input contract.
-        aug: augmentation strengths; defaults if ``None``.
+        aug: augmentation strengths; defaults if ``None``. With ``color_jitter_on_device`` the colour jitter is
+            left out, for ``BatchColorJitter`` to do on the uint8 batches (``normalize`` must then be ``False``).
         seed: seed of Albumentations' own random state; DataLoader workers reseed from torch's worker seed,
             which the Trainer derives from its own seed.
         normalize: ``False`` returns the uint8 CHW tensor before normalisation, which ``normalize_pixels`` then
@@ -41,6 +43,8 @@ def build_train_transform(
             The random draws are the same either way.
     """
     aug = aug or TransformArguments()
+    if aug.color_jitter_on_device and normalize:
+        raise ValueError("color_jitter_on_device jitters the uint8 batches on the device: build with normalize=False")
     interpolation = _CV2_INTERPOLATION[prep.interpolation]
     steps: list[A.BasicTransform] = [
         # Area resampling when the crop shrinks, as PIL's antialiased resize does in eval.
@@ -56,7 +60,7 @@ def build_train_transform(
             limit=aug.rotate_degrees, interpolation=interpolation, border_mode=cv2.BORDER_REFLECT_101, p=aug.rotate_prob
         ),
     ]
-    if aug.color_jitter > 0 or aug.hue_jitter > 0:
+    if (aug.color_jitter > 0 or aug.hue_jitter > 0) and not aug.color_jitter_on_device:
         strength = (max(0.0, 1 - aug.color_jitter), 1 + aug.color_jitter)
         steps.append(
             A.ColorJitter(
@@ -68,7 +72,7 @@ def build_train_transform(
     if normalize:
         steps.append(A.Normalize(mean=prep.mean, std=prep.std, max_pixel_value=255.0))
     steps.append(A.ToTensorV2())
-    return _AlbumentationsTransform(A.Compose(steps, seed=seed))
+    return _AlbumentationsTransform(A.Compose(steps, seed=seed), prep.input_size)
 
 
 def _photo_shift_steps(prep: Preprocessing) -> list[A.BasicTransform]:
@@ -131,12 +135,12 @@ def build_eval_transform(prep: Preprocessing, normalize: bool = True, cropped: b
         prep: the model's input contract.
         normalize: ``False`` stops at the uint8 CHW tensor; ``normalize_pixels`` then gives exactly the rest.
         cropped: the images were resized and centre-cropped already (``eval_crop``, as the decoded cache stores
-            them): only the tensor step remains.
+            them): only the tensor step remains, done on the array (no PIL image), with the same result.
     """
+    if cropped:
+        return _CroppedToTensor(prep.input_size, prep if normalize else None)
     steps = eval_steps(prep)
     tensor = steps.to_float if normalize else steps.to_uint8
-    if cropped:
-        return _RGBTransform(tensor, prep.input_size)
     return _RGBTransform(transforms.Compose([steps.resize, steps.crop, tensor]))
 
 
@@ -204,13 +208,19 @@ def denormalize(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float
 
 
 class _AlbumentationsTransform:
-    def __init__(self, pipeline: A.Compose) -> None:
+    def __init__(self, pipeline: A.Compose, input_size: tuple[int, int]) -> None:
         self.pipeline = pipeline
+        self.input_size = tuple(input_size)
         self._seeded_for: tuple[int, int | None] | None = None
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def __call__(self, image: ImageInput) -> torch.Tensor:
         self._reseed_in_worker()
-        return self.pipeline(image=np.asarray(to_rgb(image)))["image"]
+        pixels = rgb_array(image)
+        if not pixels.flags.writeable and pixels.shape[:2] == self.input_size:
+            # Albumentations 2.0.8 returns the image itself from a crop that needs no resize, and ToTensorV2 would
+            # then wrap the stored bytes, which are read-only; only an image at the input size can take that path.
+            pixels = pixels.copy()
+        return self.pipeline(image=pixels)["image"]
 
     def _reseed_in_worker(self) -> None:
         # Albumentations 2.0.8 keeps its random state inside Compose; forked DataLoader workers would all
@@ -223,17 +233,31 @@ class _AlbumentationsTransform:
 
 
 class _RGBTransform:
-    """``transform(to_rgb(image))``: a picklable wrapper, so DataLoader workers can take it. With ``size``, the
-    images must come at that (height, width) already (the decoded cache's centre crops)."""
+    """``transform`` of the image as an RGB PIL image (``to_rgb``; arrays wrapped): a picklable wrapper, so
+    DataLoader workers can take it."""
 
-    def __init__(self, transform: Callable[[Image.Image], torch.Tensor], size: tuple[int, int] | None = None) -> None:
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor]) -> None:
         self.transform = transform
-        self.size = size
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        if self.size is not None and image.size[::-1] != tuple(self.size):
-            raise ValueError(f"expected an image cropped to {self.size} (height, width), got {image.size[::-1]}")
-        return self.transform(to_rgb(image))
+    def __call__(self, image: ImageInput) -> torch.Tensor:
+        return self.transform(to_pil(image))
+
+
+class _CroppedToTensor:
+    """The eval transform's tensor step on an image cropped to ``size`` already (the decoded cache's centre crops),
+    from its array: ``PILToTensor``'s uint8 CHW tensor, normalised with ``prep``'s mean and std by
+    ``normalize_pixels`` (``to_float``'s result bit for bit) when ``prep`` is given."""
+
+    def __init__(self, size: tuple[int, int], prep: Preprocessing | None) -> None:
+        self.size = tuple(size)
+        self.prep = prep
+
+    def __call__(self, image: ImageInput) -> torch.Tensor:
+        pixels = rgb_array(image)
+        if pixels.shape[:2] != self.size:
+            raise ValueError(f"expected an image cropped to {self.size} (height, width), got {pixels.shape[:2]}")
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # a copy: the bytes are read-only
+        return tensor if self.prep is None else normalize_pixels(tensor, self.prep.mean, self.prep.std)
 
 
 class BatchTransform:

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from flowers_hf.data.images import to_rgb
+from flowers_hf.data.pixels import ImageInput, to_pil
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import eval_steps
 
@@ -243,9 +243,9 @@ class CorruptionTransform:
         self.pipeline = build_corruption(name, severity, scale=min(prep.input_size) / REFERENCE_SIDE)
         self.seed = seed
 
-    def __call__(self, image: Image.Image, index: int) -> Image.Image:
+    def __call__(self, image: ImageInput, index: int) -> Image.Image:
         self.pipeline.set_random_seed(image_seed(self.seed, index))
-        pixels = np.asarray(self.resize(to_rgb(image)))
+        pixels = np.asarray(self.resize(to_pil(image)))  # the suite's decoded copy: at this size already
         return Image.fromarray(self.pipeline(image=pixels)["image"])
 
 

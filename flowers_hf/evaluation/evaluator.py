@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from flowers_hf.data.pixels import ImageInput
 from flowers_hf.data.transforms import ImageTransform, build_eval_transform
 from flowers_hf.evaluation.calibration import NUM_BINS, Calibration, calibrate_model, fit_calibration
 from flowers_hf.model.modeling import save_model
@@ -21,7 +22,7 @@ from flowers_hf.serving.classifier import ImageClassifier
 
 logger = logging.getLogger(__name__)
 
-Corruptor = Callable[[Image.Image, int], Image.Image]
+Corruptor = Callable[[ImageInput, int], Image.Image]  # a row's image (the decoded copy's: undecoded) and its index
 
 
 @dataclass

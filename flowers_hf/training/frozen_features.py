@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers import Trainer
 from transformers.trainer_utils import PredictionOutput
 
+from flowers_hf.data.batch_color import BatchColorJitter
 from flowers_hf.data.preprocessing import Preprocessing
 from flowers_hf.data.transforms import ModelInput, collate_fn
 from flowers_hf.training.arguments import FlowersTrainingArguments
@@ -47,11 +48,14 @@ class FeatureSources:
         train: the training split with the training transform (``--probe_views`` 2 or more draws its views here).
         train_plain: the training split with the eval transform (``--probe_views 1``: no augmentation).
         splits: validation, test and any others by name, with the eval transform.
+        batch_augment: the device's part of the training augmentation (``TrainingData.batch_augment``), applied
+            to ``train``'s batches; ``None`` if the workers do all of it.
     """
 
     train: datasets.Dataset
     train_plain: datasets.Dataset
     splits: dict[str, datasets.Dataset]
+    batch_augment: BatchColorJitter | None = None
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -152,8 +156,9 @@ class FrozenFeatures:
         views = self.args.probe_views
         source = self.sources.train_plain if views == 1 else self.sources.train
         kind = "unaugmented" if views == 1 else "augmented"
+        augment = self.sources.batch_augment if views > 1 else None
         description = f"features of train ({views} {kind} views{', with the teacher' if self.teacher else ''})"
-        return self._get("train", lambda: self._compute(source, views, description, self.teacher))
+        return self._get("train", lambda: self._compute(source, views, description, augment, self.teacher))
 
     def _get(self, key: str, compute: Callable[[], FeatureDataset]) -> FeatureDataset:
         signature = _backbone_signature(self.model)
@@ -166,7 +171,12 @@ class FrozenFeatures:
 
     @torch.inference_mode()
     def _compute(
-        self, dataset: datasets.Dataset, views: int, description: str, teacher: Teacher | None = None
+        self,
+        dataset: datasets.Dataset,
+        views: int,
+        description: str,
+        augment: BatchColorJitter | None = None,
+        teacher: Teacher | None = None,
     ) -> FeatureDataset:
         start = time.perf_counter()
         model = self._ready()
@@ -176,7 +186,9 @@ class FrozenFeatures:
             progress = tqdm(
                 loader, desc=description, leave=False, disable=self.args.disable_tqdm or not self.args.should_log
             )
-            batches = [self._batch(model, batch, teacher) for batch in progress]
+            # The device's part of the augmentation draws from its own generator, seeded like the loader's.
+            draws = torch.Generator().manual_seed(self.args.seed + view)
+            batches = [self._batch(model, batch, augment, draws, teacher) for batch in progress]
             per_view.append(torch.cat([features for features, _, _ in batches]))
             if teacher is not None:
                 per_view_teacher.append(torch.cat([logits for _, logits, _ in batches]))
@@ -188,10 +200,19 @@ class FrozenFeatures:
         return FeatureDataset(torch.stack(per_view), labels, teacher_logits)
 
     def _batch(
-        self, timm_model: torch.nn.Module, batch: dict[str, torch.Tensor], teacher: Teacher | None
+        self,
+        timm_model: torch.nn.Module,
+        batch: dict[str, torch.Tensor],
+        augment: BatchColorJitter | None,
+        draws: torch.Generator,
+        teacher: Teacher | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """A batch's features, the teacher's logits for the same pixels (or ``None``) and its labels."""
-        pixels = self._input(batch["pixel_values"])
+        """A batch's features (after the device's part of the augmentation, if any), the teacher's logits for the
+        same pixels (or ``None``) and its labels."""
+        pixels = batch["pixel_values"]
+        if augment is not None:
+            pixels = augment(pixels.to(self.args.device, non_blocking=True), draws)
+        pixels = self._input(pixels)
         with self._autocast():
             features = pre_logits(timm_model, pixels).float().cpu()
             logits = teacher.logits(pixels).float().cpu() if teacher is not None else None
@@ -280,7 +301,8 @@ def frozen_features(
     if not (args.freeze_backbone and args.frozen_features):
         return None
     others = {name: split for name, split in data.splits.items() if name != "train"}
-    return FrozenFeatures(model, FeatureSources(data.splits["train"], data.train_plain, others), args, prep, teacher)
+    sources = FeatureSources(data.splits["train"], data.train_plain, others, data.batch_augment)
+    return FrozenFeatures(model, sources, args, prep, teacher)
 
 
 def predict_split(

@@ -34,10 +34,11 @@ class ClassWeightedTrainer(Trainer):
     """``Trainer`` whose loss is ``WeightedCrossEntropy`` and whose training logs include ``train_accuracy``.
 
     ``train_accuracy`` is measured on the augmented training batches since the previous log; against soft targets
-    (mixup, CutMix), against their largest class. ``mixer``, if given, mixes each training batch once it is the
-    model's float input, before the step's total weight is counted. ``teacher``, if given, adds the distillation
-    term of ``DistillationLoss`` to every training batch: its logits for the batch's model input (the mixed one with
-    mixup), or the ``teacher_logits`` a batch brings along (a frozen backbone's stored views).
+    (mixup, CutMix), against their largest class. ``batch_augment``, if given, augments each uint8 training batch
+    on the device (``--color_jitter_on_device``), before ``mixer``, if given, mixes it once it is the model's float
+    input, before the step's total weight is counted. ``teacher``, if given, adds the distillation term of
+    ``DistillationLoss`` to every training batch: its logits for the batch's model input (the augmented and mixed
+    one), or the ``teacher_logits`` a batch brings along (a frozen backbone's stored views).
 
     The overrides below are written against transformers 5.23 and checked against 5.17's source, the oldest version
     supported (``flowers_hf.core.versions``); each comment names where the two differ.
@@ -56,6 +57,7 @@ class ClassWeightedTrainer(Trainer):
         mixer: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
         prep: Preprocessing | None = None,
         channels_last: bool = False,
+        batch_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         teacher: Teacher | None = None,
         distill_alpha: float = 0.5,
         distill_temperature: float = 4.0,
@@ -67,6 +69,7 @@ class ClassWeightedTrainer(Trainer):
         self.teacher = teacher
         self.backbone_learning_rate_scale = backbone_learning_rate_scale
         self.mixer = mixer
+        self.batch_augment = batch_augment
         self.model_input = ModelInput(prep, channels_last)
         self._train_counts: torch.Tensor | None = None  # [correct, seen] since the last log
 
@@ -108,6 +111,8 @@ class ClassWeightedTrainer(Trainer):
         # average_tokens_across_devices; under tensor or context parallelism 5.17 and 5.23 divide it differently,
         # which this project does not use). A weighted mean divides by their total weight instead.
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.batch_augment is not None:  # training batches only: evaluation and prediction do not come here
+            batches = [self._augmented(batch) for batch in batches]
         if self.mixer is not None:
             batches = [self._mixed(batch) for batch in batches]
         if num_items is None or not batches:
@@ -116,6 +121,12 @@ class ClassWeightedTrainer(Trainer):
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             total = self.accelerator.gather(total.reshape(1)).sum()
         return batches, total
+
+    def _augmented(self, batch: dict[str, Any]) -> dict[str, Any]:
+        pixels = batch["pixel_values"]
+        if pixels.dtype != torch.uint8 or pixels.dim() != 4:  # a frozen backbone's features: augmented before
+            return batch
+        return {**batch, "pixel_values": self.batch_augment(pixels)}
 
     def _mixed(self, batch: dict[str, Any]) -> dict[str, Any]:
         # Mixed on the device, from the model's input: the loss's total weight then counts the soft targets.
@@ -195,6 +206,7 @@ def build_trainer(
     class_weights: torch.Tensor | None,
     prep: Preprocessing | None = None,
     callbacks: Sequence[TrainerCallback] = (),
+    batch_augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     teacher: Teacher | None = None,
 ) -> ClassWeightedTrainer:
     """The Trainer of one stage: weighted loss, offline metrics, early stopping on the validation metric; with
@@ -208,6 +220,8 @@ def build_trainer(
         class_weights: per-class loss weights, or ``None``.
         prep: the model's input contract, whose mean and std turn uint8 batches into its input on the device.
         callbacks: more Trainer callbacks (a search's pruning callback).
+        batch_augment: what augments each uint8 training batch on the device (``TrainingData.batch_augment``:
+            the colour jitter with ``--color_jitter_on_device``), or ``None``.
         teacher: the model to distil from (``--teacher``), or ``None``.
     """
     if args.push_to_hub:
@@ -243,6 +257,7 @@ def build_trainer(
         backbone_learning_rate_scale=args.backbone_learning_rate_scale,
         prep=prep,
         channels_last=args.channels_last,
+        batch_augment=batch_augment,
         teacher=teacher,
         distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature,
