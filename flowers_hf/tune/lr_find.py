@@ -140,7 +140,8 @@ def _probe(make_trainer: Any, num_images: int, args: Any, options: LrFindArgumen
     rates = np.geomspace(options.lr_min, options.lr_max, steps)
     probe_args = dataclasses.replace(
         args, output_dir=str(folder), max_steps=steps, learning_rate=options.lr_min, lr_scheduler_type="constant",
-        warmup_steps=0, eval_strategy="no", save_strategy="no", logging_steps=1, load_best_model_at_end=False,
+        warmup_steps=0, eval_strategy="no", save_strategy="no", logging_strategy="steps", logging_steps=1,
+        load_best_model_at_end=False,
         early_stopping_patience=0, ema_decay=0.0, report_to=[], hub_token=None, push_to_hub=False,
     )  # fmt: skip
     recorder = _RaiseLearningRate(rates, options.lr_min, options.smoothing, options.diverge_factor)
