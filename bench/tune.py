@@ -7,7 +7,7 @@ the ratios are measured side by side):
 - the best trial's validation against the quickstart preset's on the same data and model (target: better);
 - the learning-rate finder's suggestions against the best trial's learning rate (target: within ×3).
 
-    python bench/tune.py                      # ~15 min on 2 CPU cores
+    python bench/tune.py                      # 64 min on the 2-core VM beside other jobs (BENCHMARKS.md)
     python bench/tune.py --n_trials 4 --images_per_class 12 --output_dir /tmp/tune_bench   # a smoke run
 
 Prints the figures as one JSON line, then a table.

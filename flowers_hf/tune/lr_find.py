@@ -184,6 +184,6 @@ def write_range_test(result: RangeTest, stage: int, output_dir: Path) -> tuple[P
 
 def suggested_flag(result: RangeTest, stage: int) -> str:
     """The ``train.py`` flag to use: the steepest descent's rate, for the probed stage (in bench/tune.py it lay
-    within ×3 of the best trial's rate, the valley's ×18 below it: BENCHMARKS.md)."""
+    ×1.15 from the best trial's rate, the valley ×0.009: BENCHMARKS.md)."""
     name = "learning_rate" if stage == 1 else "stage2_learning_rate"
     return f"--{name} {result.steepest:.2e}"
