@@ -110,6 +110,23 @@ def test_a_flipped_label_is_ranked_among_the_top_suspects():
     assert (top["given"], top["suggested"], top["file"]) == ("c", "a", "7.png")
 
 
+def test_the_label_classifier_runs_on_one_blas_thread(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from flowers_hf.audit import labels as module
+
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+        return np.full((len(args[2]), 3), 1 / 3)
+
+    monkeypatch.setattr(module, "cross_val_predict", recording)
+    features, labels = _clusters()
+    assert module.out_of_sample_probabilities(features, labels, folds=5).shape == (90, 3)
+    assert seen == [{1}]
+
+
 def test_an_image_of_no_class_has_the_lowest_outlier_score():
     features, labels = _clusters()
     features = np.vstack([features, [[0, 0, 0, 40.0]]])

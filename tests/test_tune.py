@@ -68,6 +68,15 @@ def test_range_test_leaves_the_weights_and_frozen_layers_as_they_were(tmp_path, 
     assert not list(tmp_path.glob("**/checkpoint-*"))  # the test keeps no checkpoint
 
 
+def test_range_test_records_every_step_when_an_epoch_has_several(tmp_path):
+    # 8 training images in batches of 2: four steps an epoch, where the runs log once an epoch (the presets' default).
+    arguments = parse_args(ARGUMENTS, [*TINY, "--per_device_train_batch_size", "2", "--output_dir", str(tmp_path)])
+    run = prepare(arguments, splits=("train", "validation"))
+    result = run_range_test(run, arguments[-1], LrFindArguments(num_steps=12, lr_min=1e-6, lr_max=1e-4))
+    assert arguments[-1].logging_strategy == "epoch"
+    assert result.learning_rates == pytest.approx(np.geomspace(1e-6, 1e-4, 12).tolist())
+
+
 @pytest.mark.slow
 def test_lr_find_command_writes_the_curve_the_plot_and_the_flag(tmp_path, capsys):
     found = tune_main.main(["lr_find", "--num_steps", "10", *TINY, "--output_dir", str(tmp_path)])

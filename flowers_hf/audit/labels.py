@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from flowers_hf.audit.catalog import Catalog
 
@@ -34,7 +35,10 @@ def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, folds:
         logger.warning("Cross-validating in %d folds, not %d: the smallest class has %d images", k, folds, smallest)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    return cross_val_predict(classifier, features, labels, cv=cv, method="predict_proba")
+    # One BLAS thread: L-BFGS multiplies small matrices, where OpenBLAS's threads wait on each other. On the 2-core
+    # VM beside other jobs (2026-12-05, BENCHMARKS.md) a fold's fit took over 150 s with its default threads.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return cross_val_predict(classifier, features, labels, cv=cv, method="predict_proba")
 
 
 def label_issues(cat: Catalog, features: np.ndarray, folds: int) -> list[dict[str, Any]]:

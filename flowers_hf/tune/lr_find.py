@@ -140,7 +140,8 @@ def _probe(make_trainer: Any, num_images: int, args: Any, options: LrFindArgumen
     rates = np.geomspace(options.lr_min, options.lr_max, steps)
     probe_args = dataclasses.replace(
         args, output_dir=str(folder), max_steps=steps, learning_rate=options.lr_min, lr_scheduler_type="constant",
-        warmup_steps=0, eval_strategy="no", save_strategy="no", logging_steps=1, load_best_model_at_end=False,
+        warmup_steps=0, eval_strategy="no", save_strategy="no", logging_strategy="steps", logging_steps=1,
+        load_best_model_at_end=False,
         early_stopping_patience=0, ema_decay=0.0, report_to=[], hub_token=None, push_to_hub=False,
     )  # fmt: skip
     recorder = _RaiseLearningRate(rates, options.lr_min, options.smoothing, options.diverge_factor)
@@ -183,6 +184,6 @@ def write_range_test(result: RangeTest, stage: int, output_dir: Path) -> tuple[P
 
 def suggested_flag(result: RangeTest, stage: int) -> str:
     """The ``train.py`` flag to use: the steepest descent's rate, for the probed stage (in bench/tune.py it lay
-    within ×3 of the best trial's rate, the valley's ×18 below it: BENCHMARKS.md)."""
+    ×1.15 from the best trial's rate, the valley ×0.009: BENCHMARKS.md)."""
     name = "learning_rate" if stage == 1 else "stage2_learning_rate"
     return f"--{name} {result.steepest:.2e}"
