@@ -70,6 +70,10 @@ class BenchArguments:
         default=1, metadata={"help": "Repeat the training measurements, interleaved, and take the medians."}
     )
     infer_runs: int | None = field(default=None, metadata={"help": "Timed predictions (full: 50; quick: 30)."})
+    phone_side: int = field(
+        default=4000,
+        metadata={"help": "Longer side of the phone JPEG the demo is also timed on (4:3; 4000: 12 megapixels)."},
+    )
     device: str = field(
         default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu or cuda (default: cuda if any)."}
     )
@@ -128,6 +132,8 @@ class BenchArguments:
                 "--batch_size, --warmup_steps, --rounds and --infer_runs must be positive, "
                 "--images_per_class at least 3"
             )
+        if self.phone_side < 8:
+            raise ValueError(f"--phone_side must be at least 8 (pixels), got {self.phone_side}")
 
     def steps_for(self, model: str) -> int:
         """Timed steps for ``model``: ``--steps``, else the mode's default."""

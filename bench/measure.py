@@ -17,8 +17,9 @@ import datasets
 import torch
 
 from bench.arguments import BenchArguments
-from bench.inference import measure_infer
+from bench.inference import CALIBRATION_IMAGES, measure_infer
 from bench.peer import PeerTransform
+from bench.photos import phone_jpeg
 from bench.timing import data_cpu_ms, peak_rss_mb
 from bench.training import fresh_model, ours_arguments, train_rounds
 from flowers_hf.data import load_data
@@ -26,6 +27,7 @@ from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.cache import cache_resized, cached_side
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
+from flowers_hf.export.onnx import calibration_batches
 
 logger = logging.getLogger("bench")
 
@@ -93,7 +95,9 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
         # Saved as the demo loads it: safetensors takes contiguous weights only (not channels_last ones).
         model = fresh_model(args, name, data["train"].features["label"].names).cpu()
         model = model.to(memory_format=torch.contiguous_format)
-        infer = measure_infer(args, model, prep, first_photo(data["train"]), Path(tmp) / "model", data["validation"])
+        photos = {"photo": first_photo(data["train"]), "phone": phone_jpeg(args.phone_side)}
+        calibration = calibration_batches(data["validation"], build_eval_transform(prep), CALIBRATION_IMAGES)
+        infer = measure_infer(args, model, prep, photos, Path(tmp) / "model", calibration)
     result = {
         "model": name,
         "image_size": prep.input_size[0],
