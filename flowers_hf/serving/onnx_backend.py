@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import psutil
 import torch
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
@@ -32,32 +34,55 @@ INPUT_NAME, OUTPUT_NAME = "pixel_values", "logits"
 # ImageClassifier's backends and the file each one serves; "pytorch" is the model.safetensors of the run itself.
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
 BACKENDS = ("pytorch", *ONNX_FILES)
+PROVIDERS = ["CPUExecutionProvider"]
 
 
 class OnnxModel:
     """An ONNX Runtime session on the CPU that takes and returns what ``TimmWrapperForImageClassification`` does.
 
+    A batch of one photo, the demo's usual one, runs on a second session of the same file with the batch dimension
+    fixed at 1 (``add_free_dimension_override_by_name``): a static-shape graph, whose shapes and memory ONNX Runtime
+    plans once (docs/serving.md, "Where the milliseconds go"); larger batches run on the dynamic one.
+
     Args:
         path: the ``.onnx`` file (input ``pixel_values`` ``(batch, 3, H, W)``, output ``logits``).
         config: the run's ``config.json`` as transformers reads it.
-        threads: intra-op threads; ``None``: ONNX Runtime's default, one per physical core.
+        threads: intra-op threads; ``None``: one per physical core.
     """
 
     def __init__(self, path: str | Path, config: PretrainedConfig, threads: int | None = None) -> None:
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        # ONNX Runtime's threads busy-wait after each run by default: on a few cores that starves the decoding and
-        # resizing of the next photo (and any PyTorch model in the same process) of the CPU they share.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.config = config
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=PROVIDERS)
+        batch = self.session.get_inputs()[0].shape[0]
+        fixed = session_options(threads, {batch: 1}) if isinstance(batch, str) else None
+        self.single = ort.InferenceSession(str(path), fixed, providers=PROVIDERS) if fixed else self.session
 
     def __call__(self, pixel_values: torch.Tensor) -> ImageClassifierOutput:
         batch = np.ascontiguousarray(pixel_values.detach().cpu().numpy(), dtype=np.float32)
-        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        session = self.single if len(batch) == 1 else self.session
+        (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return ImageClassifierOutput(logits=torch.from_numpy(logits))
+
+
+def session_options(threads: int | None = None, fixed_dims: dict[str, int] | None = None) -> ort.SessionOptions:
+    """How the served models run: ``threads`` intra-op threads (default one per physical core: a second thread on
+    the same core only competes for its units), operators one after another, every graph optimisation, no spinning.
+
+    Args:
+        threads: intra-op threads; ``None``: the physical cores.
+        fixed_dims: symbolic dimensions fixed at a size (``{"batch": 1}``): a static-shape graph.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a ResNet's graph is a chain: nothing to overlap
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ONNX Runtime's threads busy-wait after each run by default: on a few cores that starves the decoding and
+    # resizing of the next photo (and any PyTorch model in the same process) of the CPU they share.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for name, size in (fixed_dims or {}).items():
+        options.add_free_dimension_override_by_name(name, size)
+    return options
 
 
 def load_onnx_model(source: str | Path, backend: str, revision: str | None = None) -> OnnxModel:
