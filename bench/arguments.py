@@ -201,3 +201,20 @@ class ExplainBenchArguments:
     architecture: str = field(default="resnet18", metadata={"help": "A timm model, random init, 102 classes."})
     image_size: int | None = field(default=None, metadata={"help": "Its input size; default: the model's own."})
     runs: int = field(default=40, metadata={"help": "Timed rounds, after 5 untimed ones."})
+
+
+@dataclass
+class FidelityArguments:
+    """Which model to ask, about how many photos, in which file formats."""
+
+    model: str | None = field(default=None, metadata={"help": "A run folder or Hub id; default: --architecture."})
+    architecture: str = field(default="resnet18", metadata={"help": "A timm model, random init, 102 classes."})
+    image_size: int | None = field(default=None, metadata={"help": "Its input size; default 224."})
+    photos: int = field(default=12, metadata={"help": "Synthetic flowers, besides scikit-learn's two photographs."})
+    formats: list[str] = field(
+        default_factory=lambda: ["jpeg", "png"], metadata={"help": "File formats of each photo: jpeg, png, webp."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.photos < 0 or not self.formats or not set(self.formats) <= {"jpeg", "png", "webp"}:
+            raise ValueError("--photos must be at least 0, --formats some of jpeg, png, webp")

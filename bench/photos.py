@@ -19,26 +19,42 @@ ORIENTATION_TAG, PORTRAIT = 0x0112, 6  # EXIF: "rotate 90° clockwise to view", 
 
 
 def phone_jpeg(side: int = PHONE_SIDE, seed: int = 0) -> bytes:
-    """A synthetic flower as a phone would send it, the same every time: stored landscape, ``side`` × 3/4 of it,
-    with the EXIF orientation of a portrait shot, sensor noise at full resolution, JPEG quality 92 (4:2:0 chroma).
+    """A synthetic flower as a phone sends it (:func:`phone_photo`), JPEG quality 92 (4:2:0 chroma), the same every
+    time.
 
     Args:
         side: the longer side in pixels.
         seed: which flower, pose and noise.
     """
     rng = np.random.default_rng(seed)
-    size = (side, side * 3 // 4)
     # Drawn at 3/8 of the size and enlarged, as a phone's optics and demosaicing leave edges a few pixels wide.
-    drawn = draw_flower(make_classes(1, seed)[0], round(min(size) * 3 / 8), rng)
-    width, height = size
-    upright = ImageOps.fit(drawn, (height, width), Image.Resampling.BICUBIC)  # portrait
+    drawn = draw_flower(make_classes(1, seed)[0], round(side * 9 / 32), rng)
+    photo = phone_photo(drawn, side, rng)
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=PHONE_QUALITY, exif=photo.info["exif"])
+    return buffer.getvalue()
+
+
+def phone_photo(picture: Image.Image, side: int = PHONE_SIDE, rng: np.random.Generator | None = None) -> Image.Image:
+    """``picture`` as a phone's sensor stores a portrait shot of it: cropped to 3:4 and enlarged to ``side`` high,
+    sensor noise added at full resolution, stored landscape with the EXIF orientation that turns it upright
+    (``info["exif"]``, to save with it).
+
+    Args:
+        picture: what was photographed.
+        side: the longer side in pixels.
+        rng: the noise's generator (default: seeded with 0).
+    """
+    rng = rng or np.random.default_rng(0)
+    upright = ImageOps.fit(picture, (side * 3 // 4, side), Image.Resampling.BICUBIC)
     stored = upright.transpose(Image.Transpose.ROTATE_90)  # as the sensor saw it; the tag turns it back
-    pixels = np.asarray(stored, dtype=np.float32) + rng.normal(0.0, 4.0, (height, width, 3)).astype(np.float32)
+    pixels = np.asarray(stored, dtype=np.float32)
+    pixels += rng.normal(0.0, 4.0, pixels.shape).astype(np.float32)
+    photo = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     exif = Image.Exif()
     exif[ORIENTATION_TAG] = PORTRAIT
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=PHONE_QUALITY, exif=exif)
-    return buffer.getvalue()
+    photo.info["exif"] = exif.tobytes()
+    return photo
 
 
 def drawn_jpegs(count: int, side: int, seed: int = 0) -> list[bytes]:
