@@ -211,10 +211,11 @@ class FidelityArguments:
     architecture: str = field(default="resnet18", metadata={"help": "A timm model, random init, 102 classes."})
     image_size: int | None = field(default=None, metadata={"help": "Its input size; default 224."})
     photos: int = field(default=12, metadata={"help": "Synthetic flowers, besides scikit-learn's two photographs."})
+    side: int = field(default=4000, metadata={"help": "The photos' longer side (4:3; 4000: 12 megapixels)."})
     formats: list[str] = field(
         default_factory=lambda: ["jpeg", "png"], metadata={"help": "File formats of each photo: jpeg, png, webp."}
     )
 
     def __post_init__(self) -> None:
-        if self.photos < 0 or not self.formats or not set(self.formats) <= {"jpeg", "png", "webp"}:
-            raise ValueError("--photos must be at least 0, --formats some of jpeg, png, webp")
+        if self.photos < 0 or self.side < 8 or not self.formats or not set(self.formats) <= {"jpeg", "png", "webp"}:
+            raise ValueError("--photos must be at least 0, --side at least 8, --formats some of jpeg, png, webp")

@@ -47,11 +47,12 @@ PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 SAMPLE_PHOTOGRAPHS = ("china.jpg", "flower.jpg")  # scikit-learn's, the only real photographs it ships
 
 
-def phone_files(photos: int) -> dict[str, Image.Image | bytes]:
-    """The photos by name: synthetic flowers as JPEG bytes, the enlarged photographs as images to save."""
-    files: dict[str, Image.Image | bytes] = {f"flower {seed}": phone_jpeg(PHONE_SIDE, seed) for seed in range(photos)}
+def phone_files(photos: int, side: int = PHONE_SIDE) -> dict[str, Image.Image | bytes]:
+    """The photos by name, ``side`` pixels long: synthetic flowers as JPEG bytes, the enlarged photographs as images
+    to save."""
+    files: dict[str, Image.Image | bytes] = {f"flower {seed}": phone_jpeg(side, seed) for seed in range(photos)}
     for name in SAMPLE_PHOTOGRAPHS:
-        files[name] = phone_photo(Image.fromarray(load_sample_image(name)))
+        files[name] = phone_photo(Image.fromarray(load_sample_image(name)), side)
     return files
 
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         classifier = ImageClassifier.from_pretrained(model)
         rows = [
             {"photo": name, "format": fmt, **compare(classifier, encoded(photo, fmt))}
-            for name, photo in phone_files(args.photos).items()
+            for name, photo in phone_files(args.photos, args.side).items()
             for fmt in args.formats
         ]
     summary = {
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": shlex.join(["python", "bench/fidelity.py", *argv]),
         "arguments": asdict(args),
     }
-    print(f"{summary['model']} at {summary['input_size']} px (resized to {summary['resize_side']}), 12-MP photos")
+    size = f"{args.side * args.side * 3 / 4 / 1e6:g}-MP photos"
+    print(f"{summary['model']} at {summary['input_size']} px (resized to {summary['resize_side']}), {size}")
     columns = ("photos", "max levels", "mean levels", "max prob diff", "same top-1")
     print(f"{'format, decoding':<18}" + "".join(f"{column:>14}" for column in columns))
     for name, row in summary["by_format"].items():
