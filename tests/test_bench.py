@@ -127,7 +127,7 @@ def test_the_serving_benchmark_runs_alone_and_prints_its_ratios(tmp_path):
     (run,) = json.loads(lines[-1])["runs"]
     assert run["int8_ratio"] == pytest.approx(run["onnx_int8_infer_ms_p50"] / run["infer_ceiling_ms_p50"], abs=2e-3)
     assert run["int8_phone_ratio"] > 0 and set(inference.SESSION_VARIANTS) == {
-        key[13:-7] for key in run if key.startswith("int8_forward_") and key.endswith("_ms_p50")
+        key[11:-7] for key in run if key.startswith("int8_click_") and key.endswith("_ms_p50")
     }
     assert lines[0].startswith("load average") and lines[2:-1] == tables.serving_table(run)
 

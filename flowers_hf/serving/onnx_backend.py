@@ -40,10 +40,6 @@ PROVIDERS = ["CPUExecutionProvider"]
 class OnnxModel:
     """An ONNX Runtime session on the CPU that takes and returns what ``TimmWrapperForImageClassification`` does.
 
-    A batch of one photo, the demo's usual one, runs on a second session of the same file with the batch dimension
-    fixed at 1 (``add_free_dimension_override_by_name``): a static-shape graph, whose shapes and memory ONNX Runtime
-    plans once (docs/serving.md, "Where the milliseconds go"); larger batches run on the dynamic one.
-
     Args:
         path: the ``.onnx`` file (input ``pixel_values`` ``(batch, 3, H, W)``, output ``logits``).
         config: the run's ``config.json`` as transformers reads it.
@@ -54,24 +50,21 @@ class OnnxModel:
         self.path = Path(path)
         self.config = config
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=PROVIDERS)
-        batch = self.session.get_inputs()[0].shape[0]
-        fixed = session_options(threads, {batch: 1}) if isinstance(batch, str) else None
-        self.single = ort.InferenceSession(str(path), fixed, providers=PROVIDERS) if fixed else self.session
 
     def __call__(self, pixel_values: torch.Tensor) -> ImageClassifierOutput:
         batch = np.ascontiguousarray(pixel_values.detach().cpu().numpy(), dtype=np.float32)
-        session = self.single if len(batch) == 1 else self.session
-        (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return ImageClassifierOutput(logits=torch.from_numpy(logits))
 
 
-def session_options(threads: int | None = None, fixed_dims: dict[str, int] | None = None) -> ort.SessionOptions:
-    """How the served models run: ``threads`` intra-op threads (default one per physical core: a second thread on
-    the same core only competes for its units), operators one after another, every graph optimisation, no spinning.
+def session_options(threads: int | None = None, spinning: bool = False) -> ort.SessionOptions:
+    """How the served models run: ``threads`` intra-op threads (default one per physical core), operators one after
+    another, every graph optimisation, threads that sleep between runs. The batch dimension stays dynamic: fixing it
+    at 1 (a static-shape graph) made the int8 click no faster (docs/serving.md, "Where the milliseconds go").
 
     Args:
         threads: intra-op threads; ``None``: the physical cores.
-        fixed_dims: symbolic dimensions fixed at a size (``{"batch": 1}``): a static-shape graph.
+        spinning: let the threads busy-wait for work (ONNX Runtime's default), for comparison only.
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
@@ -79,9 +72,7 @@ def session_options(threads: int | None = None, fixed_dims: dict[str, int] | Non
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # ONNX Runtime's threads busy-wait after each run by default: on a few cores that starves the decoding and
     # resizing of the next photo (and any PyTorch model in the same process) of the CPU they share.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    for name, size in (fixed_dims or {}).items():
-        options.add_free_dimension_override_by_name(name, size)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 
