@@ -115,7 +115,7 @@ class ImageClassifier:
     def open(self, source: str | Path | BinaryIO) -> Image.Image:
         """A photo file as this model needs it: :func:`flowers_hf.data.images.open_image` with ``resize_to`` its
         :attr:`resize_side`, decoded at reduced scale and box-reduced only down to twice that, so that the eval
-        pipeline's resize is the one resampling (docs/serving.md, "Large photos").
+        pipeline's resize is the one resampling (docs/serving.md, "Large photos and where the milliseconds go").
 
         Args:
             source: a path or a binary file object.

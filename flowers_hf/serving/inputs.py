@@ -2,10 +2,10 @@
 the pixels normalised with NumPy on the calling thread, equal bit for bit to the eval transform's tensor.
 
 Why not torchvision's ``ToTensor`` and ``Normalize``, as ``build_eval_transform`` ends: on a 224-px crop each of their
-six tensor operations is split over torch's intra-op threads, which on a few cores wait on ONNX Runtime's threads (or
-on anything else running) for their share: 0.2 ms became up to hundreds of milliseconds on the 2-core VM under load
-(docs/serving.md, "Where the milliseconds go"). The same float32 operations in the same order, in NumPy on one
-thread, give the same numbers.
+six tensor operations is split over torch's intra-op threads, which on a few cores wait for ONNX Runtime's threads (or
+anything else running) to give them a core; on the 2-core VM under load that cost the click tens of milliseconds
+(docs/serving.md, "Large photos and where the milliseconds go"). The same float32 operations in the same order, in
+NumPy on one thread, give the same numbers.
 """
 
 from __future__ import annotations

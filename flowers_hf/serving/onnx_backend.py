@@ -60,7 +60,8 @@ class OnnxModel:
 def session_options(threads: int | None = None, spinning: bool = False) -> ort.SessionOptions:
     """How the served models run: ``threads`` intra-op threads (default one per physical core), operators one after
     another, every graph optimisation, threads that sleep between runs. The batch dimension stays dynamic: fixing it
-    at 1 (a static-shape graph) made the int8 click no faster (docs/serving.md, "Where the milliseconds go").
+    at 1 (a static-shape graph) made the int8 click no faster (docs/serving.md, "Large photos and where the
+    milliseconds go").
 
     Args:
         threads: intra-op threads; ``None``: the physical cores.
