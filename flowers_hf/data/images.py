@@ -104,7 +104,8 @@ def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE, resize_t
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, RuntimeError) as error:
         raise UnreadableImageError(f"This file is not an image that can be read ({_reason(error)}).") from error
     if resize_to is not None:
-        factor = reduction(image.size, REDUCING_GAP * resize_to, range(2, min(image.size) + 1))
+        least = REDUCING_GAP * resize_to
+        factor = reduction(image.size, least, range(2, min(image.size) // least + 1))
         return image.reduce(factor) if factor > 1 else image
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
