@@ -71,6 +71,10 @@ class BenchArguments:
         default=1, metadata={"help": "Repeat the training measurements, interleaved, and take the medians."}
     )
     infer_runs: int | None = field(default=None, metadata={"help": "Timed predictions (full: 50; quick: 30)."})
+    phone_side: int = field(
+        default=4000,
+        metadata={"help": "Longer side of the phone JPEG the demo is also timed on (4:3; 4000: 12 megapixels)."},
+    )
     device: str = field(
         default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu or cuda (default: cuda if any)."}
     )
@@ -133,6 +137,8 @@ class BenchArguments:
                 "--batch_size, --warmup_steps, --rounds and --infer_runs must be positive, "
                 "--images_per_class at least 3"
             )
+        if self.phone_side < 8:
+            raise ValueError(f"--phone_side must be at least 8 (pixels), got {self.phone_side}")
 
     def steps_for(self, model: str) -> int:
         """Timed steps for ``model``: ``--steps``, else the mode's default."""
@@ -218,3 +224,21 @@ class DistillBenchArguments:
         default=300, metadata={"help": "Test images the int8 exports are compared on (python -m flowers_hf.export)."}
     )
     rounds: int = field(default=50, metadata={"help": "Timed int8 predictions per model, after 5 untimed ones."})
+
+
+@dataclass
+class FidelityArguments:
+    """Which model to ask, about how many photos, in which file formats."""
+
+    model: str | None = field(default=None, metadata={"help": "A run folder or Hub id; default: --architecture."})
+    architecture: str = field(default="resnet18", metadata={"help": "A timm model, random init, 102 classes."})
+    image_size: int | None = field(default=None, metadata={"help": "Its input size; default 224."})
+    photos: int = field(default=12, metadata={"help": "Synthetic flowers, besides scikit-learn's two photographs."})
+    side: int = field(default=4000, metadata={"help": "The photos' longer side (4:3; 4000: 12 megapixels)."})
+    formats: list[str] = field(
+        default_factory=lambda: ["jpeg", "png"], metadata={"help": "File formats of each photo: jpeg, png, webp."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.photos < 0 or self.side < 8 or not self.formats or not set(self.formats) <= {"jpeg", "png", "webp"}:
+            raise ValueError("--photos must be at least 0, --side at least 8, --formats some of jpeg, png, webp")

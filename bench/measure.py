@@ -18,8 +18,9 @@ import torch
 
 from bench.arguments import BenchArguments
 from bench.data_costs import data_costs, device_jitter_ms, pil_read_split, variant_splits
-from bench.inference import measure_infer
+from bench.inference import CALIBRATION_IMAGES, measure_infer
 from bench.peer import PeerTransform
+from bench.photos import phone_jpeg
 from bench.timing import peak_rss_mb
 from bench.training import fresh_model, ours_arguments, train_rounds
 from flowers_hf.data import load_data
@@ -27,6 +28,7 @@ from flowers_hf.data.arguments import DataArguments, TransformArguments
 from flowers_hf.data.cache import cache_resized, cached_side
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
 from flowers_hf.data.transforms import build_eval_transform, build_train_transform, with_transforms
+from flowers_hf.export.onnx import calibration_batches
 
 logger = logging.getLogger("bench")
 
@@ -98,7 +100,9 @@ def bench_model(args: BenchArguments, name: str) -> dict[str, Any]:
         # Saved as the demo loads it: safetensors takes contiguous weights only (not channels_last ones).
         model = fresh_model(args, name, data["train"].features["label"].names).cpu()
         model = model.to(memory_format=torch.contiguous_format)
-        infer = measure_infer(args, model, prep, first_photo(data["train"]), Path(tmp) / "model", data["validation"])
+        photos = {"photo": first_photo(data["train"]), "phone": phone_jpeg(args.phone_side)}
+        calibration = calibration_batches(data["validation"], build_eval_transform(prep), CALIBRATION_IMAGES)
+        infer = measure_infer(args, model, prep, photos, Path(tmp) / "model", calibration)
     result = {
         "model": name,
         "image_size": prep.input_size[0],

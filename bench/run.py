@@ -24,7 +24,9 @@ same model, batch size and precision:
 - ``peer_img_s``: the recipe of transformers' ``run_image_classification.py``: torchvision transforms per batch in
   ``with_transform``, a plain ``Trainer``, default DataLoader settings (no workers);
 - ``infer_ms_p50``/``p95``: ``ImageClassifier.predict`` on a JPEG path, as the demo calls it, decoding included;
-  ``infer_ceiling_ms_p50``/``p95``: the bare forward of the same model on a ready tensor;
+  ``phone_infer_ms_p50``/``p95``: the same on a phone's 12-MP JPEG (``--phone_side``); ``infer_ceiling_ms_p50``/``p95``:
+  the bare forward of the same model on a ready tensor; the int8 click step by step (``photo_open_ms_p50``, …) and as it
+  ran before (``photo_before_ms_p50``): ``bench/inference.py``, which also runs alone;
 - ``onnx_infer_*``, ``onnx_int8_infer_*``: the same with ``backend="onnx"`` and ``"onnx-int8"``, the model exported
   and quantized as ``python -m flowers_hf.export`` does it (``--onnx``, on by default; CPU only);
 - ``probe_wall_s``, ``probe_wall_s_before`` (``--probe``): the ResNet18 linear-probe recipe end to end with

@@ -20,6 +20,8 @@ TARGETS = (
     ("int8 demo / eager bare", "onnx_int8_infer_ms_p50", "infer_ceiling_ms_p50", "<=", 0.5, 0.5),
     # Our default data path's CPU per image against the peer's, one thread, same run (issue "small and fast", 2).
     ("data CPU ours / peer", "data_ours_cpu_ms", "data_peer_cpu_ms", "<=", 0.33, 0.33),
+    # The same on a phone's 12-MP JPEG (issue 25, part 3), where decoding alone outlasts the forward pass.
+    ("int8 12MP / eager bare", "onnx_int8_phone_infer_ms_p50", "infer_ceiling_ms_p50", "<=", 0.5, 0.5),
 )
 # The demo's backends as bench/run.py times them: (label, prefix of their latency keys).
 BACKEND_ROWS = (("pytorch eager", ""), ("onnx fp32", "onnx_"), ("onnx int8", "onnx_int8_"))
@@ -113,16 +115,21 @@ def figures_table(runs: list[dict[str, Any]]) -> list[str]:
 
 def backends_table(runs: list[dict[str, Any]]) -> list[str]:
     """The demo's latency per backend (PyTorch eager, ONNX fp32 and int8), against PyTorch eager's bare forward."""
-    lines = [f"{'model':<16}{'backend':<15}{'demo ms p50/p95':>18}{'bare ms p50/p95':>18}   demo / eager bare"]
+    lines = [
+        f"{'model':<16}{'backend':<15}{'demo ms p50/p95':>18}{'bare ms p50/p95':>18}   demo / eager bare"
+        f"{'12-MP demo ms p50':>20}"
+    ]
     for run in runs:
         for label, prefix in BACKEND_ROWS:
             if f"{prefix}infer_ms_p50" not in run:
                 continue
+            phone = run.get(f"{prefix}phone_infer_ms_p50")
             lines.append(
                 f"{run['model']:<16}{label:<15}"
                 f"{run[f'{prefix}infer_ms_p50']:>10.1f} / {run[f'{prefix}infer_ms_p95']:<5.1f}"
                 f"{run[f'{prefix}infer_ceiling_ms_p50']:>10.1f} / {run[f'{prefix}infer_ceiling_ms_p95']:<5.1f}"
-                f"   {run[f'{prefix}infer_ms_p50'] / run['infer_ceiling_ms_p50']:.2f}"
+                f"   {run[f'{prefix}infer_ms_p50'] / run['infer_ceiling_ms_p50']:<17.2f}"
+                + (f"{phone:>20.1f}" if phone is not None else "")
             )
     return lines
 
@@ -179,3 +186,52 @@ def probe_table(summary: dict[str, Any]) -> list[str]:
         f"{summary['probe_test_accuracy_before']:>15.4f}",
         f"wall-time ratio {ratio:.3f}, target <= 0.25: {verdict(ratio, '<=', 0.25)}",
     ]
+
+
+# The photos of bench/inference.py: (label, infix of their latency keys, name of their step keys).
+PHOTO_COLUMNS = (("500-px photo", "", "photo"), ("12-MP phone JPEG", "phone_", "phone"))
+INT8_CLICK_STEPS = ("open", "prepare", "answer")
+
+
+def serving_table(run: dict[str, Any]) -> list[str]:
+    """``bench/inference.py``'s figures of one model: each backend's click on each photo next to its bare forward,
+    the int8 click over PyTorch eager's bare forward against its target, and the int8 click step by step."""
+    lines = [
+        f"{run['model']} at {run['image_size']} px: the demo's click, from the file to the answer; ms p50 / p95",
+        f"{'backend':<16}" + "".join(f"{label:>20}" for label, _, _ in PHOTO_COLUMNS) + f"{'bare forward':>16}",
+    ]
+    for label, prefix in BACKEND_ROWS:
+        if f"{prefix}infer_ms_p50" in run:
+            cells = [_p50_p95(run, f"{prefix}{infix}infer_ms") for _, infix, _ in PHOTO_COLUMNS]
+            lines.append(
+                f"{label:<16}"
+                + "".join(f"{cell:>20}" for cell in cells)
+                + f"{_p50_p95(run, f'{prefix}infer_ceiling_ms'):>16}"
+            )
+    for label, infix, _ in PHOTO_COLUMNS:
+        if (ratio := run.get(f"int8_{infix}ratio")) is not None:
+            target = next(t for name, key, _, _, t, _ in TARGETS if key == f"onnx_int8_{infix}infer_ms_p50")
+            lines.append(
+                f"int8 click / PyTorch bare forward, {label}: {ratio:.2f} (<= {target}: {verdict(ratio, '<=', target)})"
+            )
+    lines.append(
+        f"{'int8 click, ms p50':<20}"
+        + "".join(f"{step:>9}" for step in INT8_CLICK_STEPS)
+        + f"{'(forward)':>11}{'click':>9}{'before':>9}"
+    )
+    for _, infix, name in PHOTO_COLUMNS:
+        if f"{name}_open_ms_p50" in run:
+            steps = "".join(f"{run[f'{name}_{step}_ms_p50']:>9.2f}" for step in INT8_CLICK_STEPS)
+            lines.append(
+                f"{name:<20}{steps}{run.get('onnx_int8_infer_ceiling_ms_p50', float('nan')):>11.2f}"
+                f"{run.get(f'onnx_int8_{infix}infer_ms_p50', float('nan')):>9.2f}{run[f'{name}_before_ms_p50']:>9.2f}"
+            )
+    variants = [key[11:-7] for key in run if key.startswith("int8_click_") and key.endswith("_ms_p50")]
+    if variants:
+        timed = ", ".join(f"{name} {_p50_p95(run, f'int8_click_{name}_ms')}" for name in variants)
+        lines.append(f"int8 click on the 500-px photo under ONNX Runtime settings, ms p50 / p95: {timed}")
+    return lines
+
+
+def _p50_p95(run: dict[str, Any], key: str) -> str:
+    return f"{run[f'{key}_p50']:.1f} / {run[f'{key}_p95']:.1f}" if f"{key}_p50" in run else "-"

@@ -69,11 +69,13 @@ Answer = tuple[dict[str, float], float] | str  # the top 5 and the score, or why
 T = TypeVar("T")
 
 
-def load_photo(upload: dict[str, Any] | str | None) -> Image.Image:
+def load_photo(upload: dict[str, Any] | str | None, resize_to: int | None = None) -> Image.Image:
     """Open an uploaded file as an RGB photo, or raise a ``gr.Error`` the person can act on.
 
     Args:
         upload: the image component's raw value: a file in Gradio's upload folder, as a dict or a path.
+        resize_to: the model's eval resize (``ImageClassifier.resize_side``): a large photo is decoded and reduced
+            only down to twice that (``open_image``); ``None``: shrunk to at most 1024 px.
     """
     if isinstance(upload, dict):
         url = upload.get("url") or ""
@@ -85,7 +87,7 @@ def load_photo(upload: dict[str, Any] | str | None) -> Image.Image:
     if isinstance(upload, str) and not is_in_or_equal(upload, get_upload_folder()):
         raise gr.Error(NOT_UPLOADED)
     try:
-        return open_image(upload)
+        return open_image(upload, resize_to=resize_to)
     except UnreadableImageError as error:
         raise gr.Error(str(error)) from error
 
@@ -172,7 +174,7 @@ def classify_uploads(classifier: ImageClassifier, uploads: Sequence[Upload], top
     opened: list[torch.Tensor | Prepared] = []
     for upload in uploads:
         try:
-            opened.append(classifier.prepare(load_photo(upload)))
+            opened.append(classifier.prepare(load_photo(upload, classifier.resize_side)))
         except gr.Error as error:
             # One line for the log, not a traceback: the file was at fault, not the demo. A bug still raises.
             logger.warning("refused an upload (%s): %s", _upload_name(upload), error.message)

@@ -16,8 +16,8 @@ import torch
 from helpers import ROOT, dry_gpu_check
 from PIL import Image
 
+from bench import inference, tables, timing
 from bench import run as bench
-from bench import tables, timing
 from bench.arguments import BenchArguments
 from bench.data_costs import VARIANTS, data_costs, pil_read_split, variant_splits
 from bench.recipes import RECIPES
@@ -31,6 +31,7 @@ from flowers_hf.data.transforms import build_eval_transform, build_train_transfo
 TINY = [
     "--models", "test_resnet", "--image_size", "64", "--source_image_size", "96", "--num_classes", "4",
     "--batch_size", "8", "--warmup_steps", "1", "--steps", "2", "--infer_runs", "5", "--workers", "1",
+    "--phone_side", "400",
 ]  # fmt: skip
 FIGURES = [
     "train_pipeline_img_s",
@@ -108,8 +109,62 @@ def test_the_demo_is_timed_on_the_onnx_exports_too(output):
         assert result[f"{prefix}infer_ms_p95"] >= result[f"{prefix}infer_ms_p50"] > 0
         assert result[f"{prefix}infer_ceiling_ms_p95"] >= result[f"{prefix}infer_ceiling_ms_p50"] > 0
     assert result["targets"]["int8 demo / eager bare"]["target"] == "<= 0.5"
+    assert result["targets"]["int8 12MP / eager bare"]["target"] == "<= 0.5"
     table = "\n".join(lines[:-1])
     assert "pytorch eager" in table and "onnx int8" in table
+
+
+@pytest.mark.slow
+def test_the_click_is_timed_on_the_phone_photo_step_by_step_and_as_before(output):
+    _, result = output
+    for prefix in ("", "onnx_", "onnx_int8_"):
+        assert result[f"{prefix}phone_infer_ms_p95"] >= result[f"{prefix}phone_infer_ms_p50"] > 0
+    for photo in ("photo", "phone"):
+        steps = [result[f"{photo}_{step}_ms_p50"] for step in ("open", "prepare", "answer")]
+        assert all(ms > 0 for ms in steps) and result[f"{photo}_before_ms_p50"] > 0
+        assert steps[2] >= result["onnx_int8_infer_ceiling_ms_p50"] * 0.5  # the answer runs the forward pass
+
+
+@pytest.mark.slow
+def test_the_serving_benchmark_runs_alone_and_prints_its_ratios(tmp_path):
+    command = [sys.executable, "bench/inference.py", "--models", "test_resnet", "--image_size", "32",
+               "--source_image_size", "48", "--phone_side", "400", "--infer_runs", "2"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.strip().splitlines()
+    (run,) = json.loads(lines[-1])["runs"]
+    assert run["int8_ratio"] == pytest.approx(run["onnx_int8_infer_ms_p50"] / run["infer_ceiling_ms_p50"], abs=2e-3)
+    assert run["int8_phone_ratio"] > 0 and set(inference.SESSION_VARIANTS) == {
+        key[11:-7] for key in run if key.startswith("int8_click_") and key.endswith("_ms_p50")
+    }
+    assert lines[0].startswith("load average") and lines[2:-1] == tables.serving_table(run)
+
+
+@pytest.mark.slow
+def test_the_fidelity_benchmark_compares_both_decodings_with_the_full_one():
+    command = [sys.executable, "bench/fidelity.py", "--architecture", "test_resnet", "--image_size", "32",
+               "--photos", "1", "--side", "800", "--formats", "jpeg", "png"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [(row["photo"], row["format"]) for row in result["photos"]] == [
+        (name, fmt) for name in ("flower 0", "china.jpg", "flower.jpg") for fmt in ("jpeg", "png")
+    ]
+    assert set(result["by_format"]) == {"jpeg served", "jpeg before", "png served", "png before"}
+    for row in result["by_format"].values():
+        assert row["photos"] == 3 and 0 <= row["mean_levels"] <= row["max_levels"] and 0 <= row["top1_agreement"] <= 1
+
+
+def test_the_serving_table_gives_each_ratio_against_its_target():
+    run = {"model": "resnet18", "image_size": 224, "infer_ceiling_ms_p50": 15.0, "infer_ceiling_ms_p95": 16.0}
+    for key, ms in (("onnx_int8_infer_ms", 7.2), ("onnx_int8_phone_infer_ms", 60.0), ("infer_ms", 19.0)):
+        run |= {f"{key}_p50": ms, f"{key}_p95": ms + 1}
+    run |= inference.int8_ratios(run)
+    assert run["int8_ratio"] == 0.48 and run["int8_phone_ratio"] == 4.0
+    table = "\n".join(tables.serving_table(run))
+    assert "500-px photo: 0.48 (<= 0.5: met)" in table
+    assert "12-MP phone JPEG: 4.00 (<= 0.5: missed by 3.50 (700%))" in table
+    assert "pytorch eager" in table and "onnx fp32" not in table  # a backend not timed gets no row
 
 
 @pytest.mark.slow

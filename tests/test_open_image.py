@@ -5,10 +5,14 @@ import io
 import numpy as np
 import pytest
 from helpers import png_claiming
-from PIL import Image
+from PIL import Image, ImageOps
+from sklearn.datasets import load_sample_image
 
 from flowers_hf.core.errors import UnreadableImageError
-from flowers_hf.data.images import MAX_SIDE, open_image
+from flowers_hf.data.arguments import TransformArguments
+from flowers_hf.data.images import MAX_SIDE, open_image, to_rgb
+from flowers_hf.data.preprocessing import resolve_preprocessing
+from flowers_hf.data.transforms import eval_steps
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 
@@ -98,3 +102,70 @@ def test_truncated_jpeg_is_refused(tmp_path):
     cut.write_bytes(full.read_bytes()[:2000])
     with pytest.raises(UnreadableImageError, match="truncated"):
         open_image(cut)
+
+
+def _model_input(image: Image.Image, prep) -> np.ndarray:
+    """timm's eval resize and centre crop of ``image`` as signed pixels: what the model is given, before scaling."""
+    steps = eval_steps(prep)
+    return np.asarray(steps.crop(steps.resize(image)), dtype=np.int16)
+
+
+def _phone_photo(path, size=(4000, 3000), fmt="JPEG"):
+    """A real photograph (scikit-learn's sample, 640x427) enlarged to a phone's 12 MP with sensor noise, stored
+    sideways with the EXIF orientation of a portrait shot."""
+    photo = load_sample_image("china.jpg")
+    crop = photo[:, (photo.shape[1] - photo.shape[0] * 4 // 3) // 2 :][:, : photo.shape[0] * 4 // 3]
+    enlarged = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+    noisy = enlarged + np.random.default_rng(0).normal(0, 4, enlarged.shape).astype(np.float32)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(path, fmt, exif=exif, quality=92)
+    return path
+
+
+@pytest.mark.slow  # a 12-MP photo made, encoded and decoded in full: seconds
+def test_a_12mp_jpeg_opened_for_a_model_is_decoded_at_a_quarter_scale_and_stays_within_3_levels(tmp_path):
+    prep = resolve_preprocessing("resnet18", TransformArguments(image_size=224))  # resized to 235 px, bicubic
+    path = _phone_photo(tmp_path / "phone.jpg")
+    opened = open_image(path, resize_to=max(prep.scale_size))
+    # 1/4 scale: 750 px is the last of 3000 / 2, 4, 8 that stays at least twice 235; upright, and not shrunk further.
+    assert opened.size == (750, 1000)
+    with Image.open(path) as full:
+        reference = to_rgb(ImageOps.exif_transpose(full))  # every pixel decoded, then the same eval resize
+    difference = np.abs(_model_input(opened, prep) - _model_input(reference, prep))
+    # Measured 2026-12-05: at most 3 levels of 255, 0.29 on average (the 1024-px Lanczos path before: 1, 0.16).
+    assert difference.max() <= 3 and difference.mean() <= 0.35
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("fmt", "suffix"), [("PNG", "png"), ("WEBP", "webp")])
+def test_other_formats_are_box_reduced_by_a_factor_that_divides_both_sides(tmp_path, fmt, suffix):
+    prep = resolve_preprocessing("resnet18", TransformArguments(image_size=224))
+    path = _phone_photo(tmp_path / f"phone.{suffix}", size=(2000, 1500), fmt=fmt)
+    opened = open_image(path, resize_to=max(prep.scale_size))
+    assert opened.size == (750, 1000)  # 3 would leave 500 >= 2 x 235 px but does not divide 2000: reduced by 2
+    with Image.open(path) as full:
+        reference = to_rgb(ImageOps.exif_transpose(full))
+    difference = np.abs(_model_input(opened, prep) - _model_input(reference, prep))
+    assert difference.max() <= 3 and difference.mean() <= 0.35
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt", "expected"),
+    [
+        ((1200, 900), "JPEG", (300, 225)),  # DCT scaling 1/4: 1/8 would leave 112 < 2 x 100
+        ((1200, 900), "PNG", (300, 225)),  # reduce(4): the largest factor of both sides leaving at least 200 px
+        ((1201, 900), "PNG", (1201, 900)),  # 1201 is prime: any reduction would shift the pixel grid
+        ((150, 100), "JPEG", (150, 100)),  # small already
+    ],
+)
+def test_reduction_keeps_twice_the_resize_and_the_pixel_grid(tmp_path, size, fmt, expected):
+    path = _save(Image.new("RGB", size, RED), tmp_path / f"image.{fmt.lower()}", format=fmt)
+    assert open_image(path, resize_to=100).size == expected
+
+
+def test_a_photo_too_small_to_reduce_is_opened_as_it_is(tmp_path):
+    pixels = np.random.default_rng(2).integers(0, 255, (500, 667, 3), dtype=np.uint8)
+    path = _save(Image.fromarray(pixels), tmp_path / "flowers.jpg", quality=90)
+    with Image.open(path) as full:
+        np.testing.assert_array_equal(np.asarray(open_image(path, resize_to=235)), np.asarray(full.convert("RGB")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -60,10 +61,16 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 # Photos larger than this are decoded at a reduced scale (JPEG draft mode) and shrunk before preprocessing:
 # the eval transform resizes to a few hundred pixels anyway, so nothing the model sees is lost.
 MAX_SIDE = 1024
+# Pillow's own reducing gap (``Image.thumbnail``, ``Image.resize``): reduced decoding (JPEG DCT scaling) and box
+# reduction stop while the image is still this many times the size of the resize that follows, whose antialiasing
+# filter then spans at least this many of their pixels per output pixel and dominates what they changed.
+REDUCING_GAP = 2
+DRAFT_SCALES = (2, 4, 8)  # libjpeg's DCT scaling: 1/2, 1/4, 1/8
 
 
-def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image.Image:
-    """Open a photo as a person sends it: first frame, EXIF orientation applied, RGB, at most ``max_side`` pixels.
+def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE, resize_to: int | None = None) -> Image.Image:
+    """Open a photo as a person sends it: first frame, EXIF orientation applied, RGB, at most ``max_side`` pixels
+    (or, with ``resize_to``, reduced only as far as the resize that follows allows).
 
     Images with more pixels than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, 89 MP) are refused
     before they are decoded.
@@ -71,6 +78,11 @@ def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image
     Args:
         source: a path or a binary file object.
         max_side: the longest side kept; larger images are shrunk (aspect ratio kept).
+        resize_to: the side the caller resizes the photo to next (a model's eval resize: ``ImageClassifier.open``).
+            Instead of shrinking to ``max_side``, a JPEG is decoded at 1/2, 1/4 or 1/8 scale and then any image is
+            box-reduced (``Image.reduce``), each by the largest factor that divides both sides (so that the pixel
+            grid keeps its geometry) and leaves the shorter side at least ``REDUCING_GAP`` times ``resize_to``: the
+            caller's resize is the one resampling that follows.
 
     Raises:
         UnreadableImageError: with a message for the person who sent the file.
@@ -81,7 +93,7 @@ def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image
             warnings.simplefilter("ignore", UserWarning)  # PIL's "Corrupt EXIF data": nothing anyone can act on
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL only warns up to twice the limit
             with Image.open(source) as opened:
-                opened.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale when that suffices
+                opened.draft("RGB", _draft_size(opened.size, max_side, resize_to))  # JPEG only: DCT scaling
                 opened.load()  # the first frame of an animation
                 image = to_rgb(ImageOps.exif_transpose(opened))  # a copy: the file can close
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -91,8 +103,34 @@ def open_image(source: str | Path | BinaryIO, max_side: int = MAX_SIDE) -> Image
     # Pillow 12's AVIF plugin raises RuntimeError on corrupt data ("Failed to decode frame 0: …"): found by fuzzing.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, RuntimeError) as error:
         raise UnreadableImageError(f"This file is not an image that can be read ({_reason(error)}).") from error
+    if resize_to is not None:
+        least = REDUCING_GAP * resize_to
+        factor = reduction(image.size, least, range(2, min(image.size) // least + 1))
+        return image.reduce(factor) if factor > 1 else image
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return image
+
+
+def reduction(size: tuple[int, int], least: int, factors: Iterable[int]) -> int:
+    """The largest of ``factors`` that divides both sides of ``size`` and leaves the shorter side at least
+    ``least``; 1 where none does.
+
+    Args:
+        size: ``(width, height)``.
+        least: the shorter side may not fall below this.
+        factors: the whole factors on offer.
+    """
+    fits = [f for f in factors if size[0] % f == 0 and size[1] % f == 0 and min(size) // f >= least]
+    return max(fits, default=1)
+
+
+def _draft_size(size: tuple[int, int], max_side: int, resize_to: int | None) -> tuple[int, int]:
+    """What to ask of ``Image.draft``, which decodes a JPEG at the largest of 1/2, 1/4 and 1/8 scale that still
+    gives at least this size."""
+    if resize_to is None:
+        return max_side, max_side
+    scale = reduction(size, REDUCING_GAP * resize_to, DRAFT_SCALES)
+    return size[0] // scale, size[1] // scale
 
 
 def _reason(error: Exception) -> str:

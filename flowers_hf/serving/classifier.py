@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -16,8 +17,9 @@ from flowers_hf.core.hub import is_hub_id, probe_hub
 from flowers_hf.data.identity import DatasetIdentity
 from flowers_hf.data.images import open_image
 from flowers_hf.data.preprocessing import Preprocessing, resolve_preprocessing
-from flowers_hf.data.transforms import build_eval_transform, denormalize
+from flowers_hf.data.transforms import denormalize
 from flowers_hf.data.tta import TTATransform
+from flowers_hf.serving.inputs import PhotoInput
 from flowers_hf.serving.onnx_backend import BACKENDS, OnnxModel, load_onnx_model
 from flowers_hf.serving.open_set import OpenSetRule, known_score
 
@@ -53,7 +55,7 @@ class ImageClassifier:
         self.open_set_rule = OpenSetRule.from_config(model.config)
         # What it was trained on (flowers_hf.data.identity), for the words a person reads; None for older folders.
         self.dataset = DatasetIdentity.from_dict(getattr(model.config, "dataset", None))
-        self._transform = build_eval_transform(prep)
+        self._transform = PhotoInput(prep)  # build_eval_transform's tensor, bit for bit, on this thread
         self._views = TTATransform(prep, tta) if tta else None
 
     @classmethod
@@ -105,6 +107,21 @@ class ImageClassifier:
         logger.info("Loaded %s: %d classes, %s", source, model.config.num_labels, prep)
         return cls(model, prep, device, tta)
 
+    @property
+    def resize_side(self) -> int:
+        """The side the eval pipeline resizes a photo to (the shorter side; the longer of the two with ``squash``)."""
+        return max(self.prep.scale_size)
+
+    def open(self, source: str | Path | BinaryIO) -> Image.Image:
+        """A photo file as this model needs it: :func:`flowers_hf.data.images.open_image` with ``resize_to`` its
+        :attr:`resize_side`, decoded at reduced scale and box-reduced only down to twice that, so that the eval
+        pipeline's resize is the one resampling (docs/serving.md, "Large photos and where the milliseconds go").
+
+        Args:
+            source: a path or a binary file object.
+        """
+        return open_image(source, resize_to=self.resize_side)
+
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """The normalised CHW tensor the model sees."""
         return self._transform(image)
@@ -128,7 +145,7 @@ class ImageClassifier:
         """The ``top_k`` most likely flower names with their probabilities, most likely first.
 
         Args:
-            image: a PIL image, or a path opened with :func:`flowers_hf.data.images.open_image`.
+            image: a PIL image, or a path opened with :meth:`open`.
             top_k: how many classes to return.
         """
         return self.predict_and_score(image, top_k)[0]
@@ -138,7 +155,7 @@ class ImageClassifier:
         top-1 probability without a rule), from the same forward pass.
 
         Args:
-            image: a PIL image, or a path opened with :func:`flowers_hf.data.images.open_image`.
+            image: a PIL image, or a path opened with :meth:`open`.
             top_k: how many classes to return.
         """
         (answer,) = self.predict_and_score_batch([image], top_k)
@@ -151,10 +168,10 @@ class ImageClassifier:
         views): how a server answers the photos that waited together.
 
         Args:
-            images: PIL images, or paths opened with :func:`flowers_hf.data.images.open_image`; none gives ``[]``.
+            images: PIL images, or paths opened with :meth:`open`; none gives ``[]``.
             top_k: how many classes to return for each.
         """
-        opened = [image if isinstance(image, Image.Image) else open_image(image) for image in images]
+        opened = [image if isinstance(image, Image.Image) else self.open(image) for image in images]
         return self.predict_and_score_prepared([self.prepare(image) for image in opened], top_k)
 
     def predict_and_score_prepared(
@@ -169,7 +186,7 @@ class ImageClassifier:
         """
         if not inputs:
             return []
-        logits = self.logits(torch.cat(list(inputs)))
+        logits = self.logits(torch.cat(list(inputs)) if len(inputs) > 1 else inputs[0])
         return [self._top_and_score(views, top_k) for views in logits.split(len(inputs[0]))]
 
     def _top_and_score(self, logits: torch.Tensor, top_k: int) -> tuple[dict[str, float], float]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import psutil
 import torch
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
@@ -32,6 +34,7 @@ INPUT_NAME, OUTPUT_NAME = "pixel_values", "logits"
 # ImageClassifier's backends and the file each one serves; "pytorch" is the model.safetensors of the run itself.
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
 BACKENDS = ("pytorch", *ONNX_FILES)
+PROVIDERS = ["CPUExecutionProvider"]
 
 
 class OnnxModel:
@@ -40,24 +43,38 @@ class OnnxModel:
     Args:
         path: the ``.onnx`` file (input ``pixel_values`` ``(batch, 3, H, W)``, output ``logits``).
         config: the run's ``config.json`` as transformers reads it.
-        threads: intra-op threads; ``None``: ONNX Runtime's default, one per physical core.
+        threads: intra-op threads; ``None``: one per physical core.
     """
 
     def __init__(self, path: str | Path, config: PretrainedConfig, threads: int | None = None) -> None:
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-        # ONNX Runtime's threads busy-wait after each run by default: on a few cores that starves the decoding and
-        # resizing of the next photo (and any PyTorch model in the same process) of the CPU they share.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.config = config
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=PROVIDERS)
 
     def __call__(self, pixel_values: torch.Tensor) -> ImageClassifierOutput:
         batch = np.ascontiguousarray(pixel_values.detach().cpu().numpy(), dtype=np.float32)
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return ImageClassifierOutput(logits=torch.from_numpy(logits))
+
+
+def session_options(threads: int | None = None, spinning: bool = False) -> ort.SessionOptions:
+    """How the served models run: ``threads`` intra-op threads (default one per physical core), operators one after
+    another, every graph optimisation, threads that sleep between runs. The batch dimension stays dynamic: fixing it
+    at 1 (a static-shape graph) made the int8 click no faster (docs/serving.md, "Large photos and where the
+    milliseconds go").
+
+    Args:
+        threads: intra-op threads; ``None``: the physical cores.
+        spinning: let the threads busy-wait for work (ONNX Runtime's default), for comparison only.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL  # a ResNet's graph is a chain: nothing to overlap
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ONNX Runtime's threads busy-wait after each run by default: on a few cores that starves the decoding and
+    # resizing of the next photo (and any PyTorch model in the same process) of the CPU they share.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
 
 
 def load_onnx_model(source: str | Path, backend: str, revision: str | None = None) -> OnnxModel:
