@@ -4,9 +4,9 @@ import io
 
 import numpy as np
 import pytest
-from helpers import png_claiming
 from PIL import Image
 
+from bench.fuzz_inputs import png_claiming
 from flowers_hf.core.errors import UnreadableImageError
 from flowers_hf.data.images import MAX_SIDE, open_image
 
