@@ -47,6 +47,7 @@ from flowers_hf.data.images import open_image
 from flowers_hf.data.tta import TTA_VIEWS
 from flowers_hf.serving.classifier import ImageClassifier
 from flowers_hf.serving.explain import HeatMapper, heat_mapper
+from flowers_hf.serving.memory import hand_back_large_buffers
 from flowers_hf.serving.onnx_backend import BACKENDS
 from flowers_hf.serving.recent import Recent
 from flowers_hf.serving.run import load_run
@@ -449,6 +450,7 @@ def _env_flag(name: str) -> bool | None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
+    hand_back_large_buffers()
     run = load_run(args.model, device=args.device, revision=args.revision, tta=args.tta, backend=args.backend)
     classifier = run.classifier
     demo = build_demo(classifier, example_images(), args.explain, args.max_batch_size, args.request_timeout)

@@ -7,8 +7,6 @@ imported, and this module must not be the one that imports them first, whoever i
 
 import json
 import socket
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -104,25 +102,6 @@ def stage1_evaluations(output: Path) -> list[tuple[float, float, float]]:
     """``(epoch, eval_loss, eval_accuracy)`` of each evaluation of a run's stage 1."""
     history = json.loads((output / "stage1" / "trainer_state.json").read_text())["log_history"]
     return [(r["epoch"], r["eval_loss"], r["eval_accuracy"]) for r in history if "eval_loss" in r]
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A valid PNG header and a tiny IDAT: what a decompression bomb looks like before decoding."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 64)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
-
-
-def black_png(width: int, height: int) -> bytes:
-    """A complete black 1-bit PNG, every row present: a few dozen KB on disk for any size."""
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    row, packer = b"\0" * (1 + (width + 7) // 8), zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def png_pixels(path: Path) -> np.ndarray:

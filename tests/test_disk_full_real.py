@@ -69,12 +69,10 @@ def _results(output: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> Path:
-    """The uninterrupted run, on the ordinary disk."""
-    root = tmp_path_factory.mktemp("baseline")
-    done = _train(_command(root / "run"), root / "cache")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root / "run"
+def baseline(resume_reference) -> Path:
+    """The uninterrupted run, on the ordinary disk: conftest's, trained once for test_resume.py and test_disk_full.py
+    too (in-process on one thread; a subprocess on one thread repeats it exactly, as test_resume.py shows)."""
+    return resume_reference[1]
 
 
 @pytest.fixture

@@ -1,33 +1,33 @@
-"""Fuzzed uploads and data (tests/fuzz_inputs.py): real files of every format, broken the ways decoders are fuzzed,
-through the classifier, the demo's /predict over HTTP (batched) and the data path. Each input is answered, refused
-with a one-line message, or skipped and listed: none crashes, none hangs, the demo's memory stays bounded, and its log
-has one line per refused upload, no traceback."""
+"""Fuzzed uploads and data (bench/fuzz_inputs.py): real files of every format, broken the ways decoders are fuzzed,
+through the classifier, the demo's /predict over HTTP (batched) and the data path, with bench/fuzz.py's functions.
+Each input is answered, refused with a one-line message, or skipped and listed: none crashes, none hangs, the demo's
+memory stays bounded, and its log has one line per refused upload, no traceback. FUZZ_RUN inputs through each path
+(every structural case and a few seeded mutations); ``python bench/fuzz.py`` sends 1,000 through each."""
 
 import base64
 import importlib.util
 import io
-import json
 import logging
-import subprocess
-import sys
-import time
-from concurrent.futures import CancelledError
-from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 
 import psutil
 import pytest
-from fuzz_inputs import fuzz_inputs, seed_files, table, tally
 from gradio_client import handle_file
-from gradio_client.exceptions import AppError
-from helpers import ROOT, write_imagefolder
+from helpers import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import train
+from bench.fuzz import (
+    GOOD_PER_CLASS,
+    SEED_OF,
+    PathOutcome,
+    one_line,
+    through_a_training_folder,
+    through_the_classifier,
+    through_the_demo,
+)
+from bench.fuzz_inputs import fuzz_inputs, seed_files, table
 from flowers_hf.core.errors import UnreadableImageError
 from flowers_hf.data.images import MAX_SIDE, open_image
-from flowers_hf.data.validate import BAD_IMAGES_FILE
 from flowers_hf.serving.classifier import ImageClassifier
 
 spec = importlib.util.spec_from_file_location("flowers_demo", ROOT / "demo" / "app.py")
@@ -38,48 +38,27 @@ SEEDS = seed_files()
 REQUEST_LIMIT_S = app.REQUEST_TIMEOUT_S + 10  # the demo ends a batch after 30 s; a little more for the HTTP round trip
 
 
-def _refusal(message: str) -> str:
-    assert "\n" not in message and "/" not in message, message  # one line, naming no server path
-    return "refused"
+FUZZ_RUN = 250  # through each path: the 245 structural cases (bench/fuzz_inputs.py), then seeded mutations
+MB = 2**20
 
 
-def _through_the_classifier(classifier: ImageClassifier, folder, answered: set[str], refused: dict[str, str]):
-    """An attempt for ``tally``: the file written to ``folder`` and predicted; recorded in ``answered``/``refused``."""
-
-    def attempt(name: str, content: bytes) -> str:
-        path = folder / name
-        path.write_bytes(content)
-        try:
-            top = classifier.predict(path)
-        except UnreadableImageError as error:
-            refused[name] = str(error)
-            return _refusal(str(error))
-        assert len(top) == len(classifier.class_names) and abs(sum(top.values()) - 1) < 1e-4
-        answered.add(name)
-        return "answered"
-
-    return attempt
+def _outcomes_are_right(outcome: PathOutcome) -> None:
+    counts = outcome.counts
+    assert outcome.faults == {} and counts["crashed"] == counts["hung"] == 0
+    assert counts["answered"] + counts["refused"] == counts["tried"] == FUZZ_RUN
+    assert not any("_intact_" in name for name in outcome.refused)  # every whole file of every format is read
+    assert all("too large to open safely" in outcome.refused[name] for name in outcome.refused if "_bomb_" in name)
 
 
-def _outcomes_are_right(counts, faults, answered: set[str], refused: dict[str, str]) -> None:
-    assert faults == {} and counts["crashed"] == counts["hung"] == 0
-    assert counts["answered"] + counts["refused"] == counts["tried"]
-    assert not any("_intact_" in name for name in refused)  # every whole file of every format is read
-    assert all("too large to open safely" in refused[name] for name in refused if "_bomb_" in name)
-
-
-@pytest.mark.parametrize(
-    "count", [200, pytest.param(1000, marks=pytest.mark.slow)], ids=["200", "1000"]
-)  # the quick loop runs 200
-def test_fuzzed_files_through_the_classifier_are_answered_or_refused_in_one_line(untrained_folder, tmp_path, count):
+def test_fuzzed_files_through_the_classifier_are_answered_or_refused_in_one_line(untrained_folder, tmp_path):
     classifier = ImageClassifier.from_pretrained(untrained_folder)
-    answered, refused = set(), {}
-    inputs = fuzz_inputs(count, seed=1)
-    counts, faults = tally(inputs, _through_the_classifier(classifier, tmp_path, answered, refused), limit_s=10)
-    print(f"\n{count} fuzzed files through ImageClassifier.predict\n{table(counts)}")
-    _outcomes_are_right(counts, faults, answered, refused)
-    assert (counts["answered"], counts["refused"]) == (len(answered), len(refused))
-    assert {name.split("_intact_")[-1] for name in answered if "_intact_" in name} == set(SEEDS)
+    inputs = fuzz_inputs(FUZZ_RUN, seed=SEED_OF["classifier"])
+    assert sum("_bomb_" in name for name, _ in inputs) == 5  # every structural case is among them
+    outcome = through_the_classifier(classifier, inputs, tmp_path)
+    print(f"\n{FUZZ_RUN} fuzzed files through ImageClassifier.predict\n{table(outcome.counts)}")
+    _outcomes_are_right(outcome)
+    assert (outcome.counts["answered"], outcome.counts["refused"]) == (len(outcome.answered), len(outcome.refused))
+    assert {name.split("_intact_")[-1] for name in outcome.answered if "_intact_" in name} == set(SEEDS)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
@@ -91,7 +70,7 @@ def test_open_image_gives_a_small_rgb_photo_or_a_one_line_refusal_for_any_flippe
     try:
         image = open_image(io.BytesIO(bytes(data)))
     except UnreadableImageError as error:
-        _refusal(str(error))
+        one_line(str(error))
     else:
         assert image.mode == "RGB" and max(image.size) <= MAX_SIDE and min(image.size) >= 1
 
@@ -117,55 +96,24 @@ def _photo_data_url() -> str:
     return "data:image/jpeg;base64," + base64.b64encode(SEEDS["photo.jpg"]).decode()
 
 
-FUZZ_RUN = 1000  # the slow runs: at least a thousand inputs each
-# One epoch of test_resnet at 32 px on the seeded folder (TINY_RUN without its synthetic data).
-FOLDER_RUN = [
-    "--model", "test_resnet", "--pretrained", "false", "--image_size", "32", "--per_device_train_batch_size", "16",
-    "--num_train_epochs", "1", "--dataloader_num_workers", "0", "--report_to", "none", "--disable_tqdm", "true",
-]  # fmt: skip
-MB = 2**20
-
-
 def _log_since(log, offset: int) -> str:
     return log.read_bytes()[offset:].decode(errors="replace")
 
 
 @pytest.mark.slow
-def test_a_thousand_fuzzed_uploads_to_the_demo_in_batches(demo_server, client, photo, tmp_path):
+def test_fuzzed_uploads_to_the_demo_in_batches(demo_server, client, photo, tmp_path):
     # Eight requests in flight at a time, so that the demo answers them in batches (test_demo checks the batching).
-    inputs = fuzz_inputs(FUZZ_RUN, seed=2)
     client.predict(handle_file(str(photo)), api_name="/predict")  # warmed up: the memory before is the serving one
     process = psutil.Process(demo_server.process.pid)
     rss_before, log_offset = process.memory_info().rss, demo_server.log.stat().st_size
-    outcomes: dict[str, str] = {}
-    dropped: list[str] = []
-
-    def attempt(name: str, content: bytes) -> str:  # tally's callable, on results gathered eight at a time
-        if isinstance(outcomes[name], Exception):
-            raise outcomes[name]
-        return outcomes[name]
-
-    start = time.monotonic()
-    for first in range(0, len(inputs), 8):
-        jobs = []
-        for name, content in inputs[first : first + 8]:
-            (tmp_path / name).write_bytes(content)
-            jobs.append((name, client.submit(handle_file(str(tmp_path / name)), api_name="/predict")))
-        for name, job in jobs:
-            outcomes[name] = _demo_outcome(job)
-            if isinstance(outcomes[name], CancelledError):
-                # gradio_client 2.x ends a job with CancelledError when its event stream closes before the answer
-                # (seen once in a thousand on a loaded machine): the connection, not the request. Sent again alone;
-                # a fault of the server would show in its log, which must hold no traceback (below).
-                dropped.append(name)
-                outcomes[name] = _demo_outcome(client.submit(handle_file(str(tmp_path / name)), api_name="/predict"))
-    took = time.monotonic() - start
-    counts, faults = tally(inputs, attempt, limit_s=REQUEST_LIMIT_S)
-    print(f"\n{FUZZ_RUN} fuzzed uploads to the demo in {took:.0f} s\n{table(counts)}\n{faults}")
-    print(f"{len(dropped)} sent again after their event stream closed: {dropped}")
-    assert len(dropped) <= 3, dropped
-    assert faults == {} and counts["crashed"] == counts["hung"] == 0
-    assert counts["answered"] + counts["refused"] == FUZZ_RUN and counts["answered"] > 50 and counts["refused"] > 300
+    outcome = through_the_demo(client, fuzz_inputs(FUZZ_RUN, seed=SEED_OF["demo"]), tmp_path, REQUEST_LIMIT_S)
+    counts, sent_again = outcome.counts, outcome.extra["sent_again"]
+    print(f"\n{FUZZ_RUN} fuzzed uploads to the demo in {outcome.extra['seconds']:.0f} s\n{table(counts)}")
+    print(f"{len(sent_again)} sent again after their event stream closed: {sent_again}")
+    assert len(sent_again) <= 3, sent_again  # the connection, not the server: its log holds no traceback (below)
+    assert outcome.faults == {} and counts["crashed"] == counts["hung"] == 0
+    assert counts["answered"] + counts["refused"] == FUZZ_RUN
+    assert counts["answered"] > FUZZ_RUN // 20 and counts["refused"] > FUZZ_RUN * 3 // 10
     assert demo_server.process.poll() is None
     assert len(client.predict(handle_file(str(photo)), api_name="/predict")["confidences"]) == 5  # still serving
     rss_after = process.memory_info().rss
@@ -176,45 +124,16 @@ def test_a_thousand_fuzzed_uploads_to_the_demo_in_batches(demo_server, client, p
     assert log.count("refused an upload (") == counts["refused"]  # one line each, naming the file and why
 
 
-def _demo_outcome(job) -> str | Exception:
-    """What became of one request: answered, refused (a one-line message), hung, or the error of a crash."""
-    try:
-        result = job.result(timeout=REQUEST_LIMIT_S)
-    except FutureTimeout:
-        return "hung"
-    except AppError as error:  # sent alone: the message as an error
-        _refusal(str(error))
-        return "refused"
-    except Exception as error:  # anything else is a crash of the request
-        return error
-    if result.get("confidences") is None:  # in a batch: the message as the label
-        return _refusal(result["label"])
-    return "answered" if len(result["confidences"]) == 5 else ValueError(f"not a top 5: {result}")
-
-
 @pytest.mark.slow
-def test_a_folder_seeded_with_a_thousand_fuzzed_files_loads_and_trains_with_each_bad_one_listed(tmp_path):
-    # Two classes of 20 good images in each split; the thousand fuzzed files go into the training split's classes.
-    root = write_imagefolder(
-        tmp_path / "data", {split: {"a": 20, "b": 20} for split in ("train", "validation", "test")}
-    )
-    inputs = fuzz_inputs(FUZZ_RUN, seed=3)
-    for i, (name, content) in enumerate(inputs):
-        (root / "train" / "ab"[i % 2] / name).write_bytes(content)
-    check = subprocess.run(
-        [sys.executable, "-m", "flowers_hf.data", str(root)], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert check.returncode == 0, check.stderr[-3000:]
-    summary = json.loads(check.stdout)
-    assert summary["splits"] == {"train": 40 + FUZZ_RUN, "validation": 40, "test": 40}  # every file found
-
-    output = tmp_path / "run"
-    metrics = train.main([*FOLDER_RUN, "--dataset", str(root), "--output_dir", str(output)])
-    listed = json.loads((output / BAD_IMAGES_FILE).read_text())
-    listed_names = {Path(entry["file"]).name for entry in listed}
-    names = {name for name, _ in inputs}
-    assert listed_names <= names and all(entry["split"] == "train" for entry in listed)  # no good image listed
-    assert not any("_intact_" in name for name in listed_names)
-    assert {name for name in names if "_bomb_" in name} <= listed_names
+def test_a_folder_seeded_with_fuzzed_files_loads_and_trains_with_each_bad_one_listed(tmp_path):
+    # Two classes of 20 good images in each split; the fuzzed files go into the training split's classes.
+    inputs = fuzz_inputs(FUZZ_RUN, seed=SEED_OF["folder"])
+    outcome = through_a_training_folder(inputs, tmp_path)
+    good = 2 * GOOD_PER_CLASS
+    assert outcome.extra["splits"] == {"train": good + FUZZ_RUN, "validation": good, "test": good}  # every file found
+    listed, names = outcome.extra["listed"], {name for name, _ in inputs}
+    assert set(outcome.refused) <= names and all(entry["split"] == "train" for entry in listed)  # no good image listed
+    assert not any("_intact_" in name for name in outcome.refused)
+    assert {name for name in names if "_bomb_" in name} <= set(outcome.refused)
     print(f"\n{FUZZ_RUN} fuzzed files in a training folder: {len(listed)} listed and left out")
-    assert 300 < len(listed) < FUZZ_RUN and metrics["test_accuracy"] >= 0
+    assert FUZZ_RUN * 3 // 10 < len(listed) < FUZZ_RUN and outcome.extra["test_accuracy"] >= 0

@@ -12,8 +12,10 @@ import pytest
 from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from helpers import ROOT, black_png, png_claiming
+from helpers import ROOT
 from PIL import Image, PngImagePlugin
+
+from bench.fuzz_inputs import black_png, png_claiming
 
 pytestmark = pytest.mark.slow  # every test talks to the demo server
 

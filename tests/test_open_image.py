@@ -4,10 +4,10 @@ import io
 
 import numpy as np
 import pytest
-from helpers import png_claiming
 from PIL import Image, ImageOps
 from sklearn.datasets import load_sample_image
 
+from bench.fuzz_inputs import png_claiming
 from flowers_hf.core.errors import UnreadableImageError
 from flowers_hf.data.arguments import TransformArguments
 from flowers_hf.data.images import MAX_SIDE, open_image, to_rgb

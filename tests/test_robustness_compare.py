@@ -1,14 +1,20 @@
-"""bench/robustness.py end to end on tiny presets: both recipes trained, both evaluated, one table and one JSON."""
+"""bench/robustness.py end to end on tiny presets: both recipes trained, both evaluated, one table and one JSON.
+
+The script's four commands (``python train.py …`` and ``python -m flowers_hf.evaluate …``) run in this process, each
+through its entry point's ``main`` with the command's arguments: the same work without four Python starts that each
+import torch and transformers again (the commands themselves run as subprocesses in test_train.py and
+test_evaluate.py)."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import yaml
-from helpers import ROOT
 
+import train
+from bench import robustness
+from flowers_hf import evaluate
 from flowers_hf.data import load_data
 from flowers_hf.data.arguments import DataArguments
 from flowers_hf.data.subset import sample_split
@@ -24,19 +30,34 @@ TINY = {
 ROBUST = {"augment": "strong", "mixup_alpha": 0.2, "cutmix_alpha": 1.0, "label_smoothing_factor": 0.1, "ema_decay": 0.9}
 
 
-def test_both_recipes_are_trained_evaluated_and_compared(tmp_path):
+def _in_this_process(command: list[str]) -> None:
+    """bench/robustness.py's ``run``: the command's entry point called here with its arguments; an error raises, as
+    ``subprocess.run(check=True)`` does for a command that fails."""
+    print("$ " + " ".join(command), file=sys.stderr)
+    match command:
+        case [python, "train.py", *argv] if python == sys.executable:
+            train.main(argv)
+        case [python, "-m", "flowers_hf.evaluate", *argv] if python == sys.executable:
+            evaluate.main(argv)
+        case _:
+            raise AssertionError(f"a command bench/robustness.py should not run: {command}")
+
+
+def test_both_recipes_are_trained_evaluated_and_compared(tmp_path, monkeypatch, capsys):
     presets = {}
     for name, options in (("plain", TINY), ("robust", {**TINY, **ROBUST})):
         presets[name] = tmp_path / f"{name}.yaml"
         presets[name].write_text(yaml.safe_dump(options))
-    command = [
-        sys.executable, "bench/robustness.py", "--plain", str(presets["plain"]), "--robust", str(presets["robust"]),
-        "--epochs", "1", "--max_eval_samples", "12", "--output_dir", str(tmp_path / "compare"),
+    flags = [
+        "--plain", str(presets["plain"]), "--robust", str(presets["robust"]), "--epochs", "1",
+        "--max_eval_samples", "12", "--output_dir", str(tmp_path / "compare"),
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    monkeypatch.setattr(sys, "argv", ["bench/robustness.py", *flags])
+    monkeypatch.setattr(robustness, "run", _in_this_process)
+    robustness.main()
+    stdout = capsys.readouterr().out
 
-    *table, last = done.stdout.strip().splitlines()
+    *table, last = stdout.strip().splitlines()
     results = json.loads(last)["results"]
     assert set(results) == {"plain", "robust"}
     data_args = DataArguments(**{k: TINY[k] for k in TINY if k.startswith(("dataset", "synthetic"))})

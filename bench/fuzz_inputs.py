@@ -3,7 +3,9 @@ fuzzed (bit flips, truncation at every section, one format's header on another's
 empty and 1×1 files, extreme aspect ratios, non-image bytes with an image extension).
 
 ``fuzz_inputs(n, seed)`` gives ``n`` named files: the structural cases first, the same list for every seed, then
-seeded random mutations. ``tally`` runs each through a function and counts the outcomes.
+seeded random mutations. ``tally`` runs each through a function and counts the outcomes. bench/fuzz.py sends them
+through the classifier, the demo and a training folder; tests/test_fuzz.py does so on fewer. ``png_claiming`` and
+``black_png`` are the PNG bombs, which the tests of ``open_image`` and of the demo's hostile uploads send too.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import io
 import struct
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from helpers import black_png, png_claiming
 from PIL import Image
 
 # name: (suffix, how it is written)
@@ -58,6 +60,25 @@ def _animated(image: Image.Image, fmt: str) -> bytes:
 def _palette_with_transparency(image: Image.Image) -> bytes:
     palette = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     return _save(palette, "PNG", transparency=0)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header and a tiny IDAT: what a decompression bomb looks like before decoding."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def black_png(width: int, height: int) -> bytes:
+    """A complete black 1-bit PNG, every row present: a few dozen KB on disk for any size."""
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    row, packer = b"\0" * (1 + (width + 7) // 8), zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def seed_files() -> dict[str, bytes]:
