@@ -162,6 +162,7 @@ def score(found: dict[str, Any], truth: dict[str, Any]) -> dict[str, Any]:
         "leak_precision_hash": round(len(by_hash & planted.keys()) / max(len(by_hash), 1), 4),
         "leak_recall_hash": round(len(by_hash & planted.keys()) / len(planted), 4),
         "duplicates_reported": len(found["findings"]["duplicates"]),  # none planted: within a split, val/test
+        "pairs_not_aligned": found["summary"]["pairs_not_aligned"],  # proposed by hashes or features, then rejected
         "label_precision": round(len(flagged & flipped) / max(len(flagged), 1), 4),
         "label_recall": round(len(flagged & flipped) / len(flipped), 4),
         "label_issues_reported_train": len(flagged),

@@ -13,6 +13,7 @@ from helpers import TINY_RUN, write_imagefolder
 from PIL import Image
 
 from flowers_hf.audit.__main__ import main as audit
+from flowers_hf.audit.alignment import Thumbnails, aligned_similarity, thumbnail
 from flowers_hf.audit.catalog import Catalog, catalog
 from flowers_hf.audit.duplicates import find_copies, hash_pairs, leak_share
 from flowers_hf.audit.labels import label_issues
@@ -64,16 +65,49 @@ def _pixels(data: datasets.DatasetDict) -> np.ndarray:
     return vectors - vectors.mean(axis=0)
 
 
+def _copies(data: datasets.DatasetDict, min_cosine: float, min_alignment: float) -> dict:
+    cat = catalog(data, disable_tqdm=True)
+    return find_copies(cat, _pixels(data), Thumbnails(data, cat), max_distance=6, min_cosine=min_cosine,
+                       min_alignment=min_alignment, neighbours=3)  # fmt: skip
+
+
 def test_planted_copies_across_splits_are_leaks_with_their_share(planted):
-    cat = catalog(planted, disable_tqdm=True)
-    copies = find_copies(cat, _pixels(planted), max_distance=6, min_cosine=0.995, neighbours=3)
+    copies = _copies(planted, min_cosine=0.995, min_alignment=0.97)
     found = {(p["a"]["split"], p["a"]["index"], p["b"]["split"], p["b"]["index"]): p for p in copies["leaks"]}
     assert set(found) == {("train", 1, "validation", 4), ("train", 4, "test", 5)}
     assert found[("train", 1, "validation", 4)]["kind"] == "exact"
     assert found[("train", 1, "validation", 4)]["hash_distance"] == 0
     assert found[("train", 4, "test", 5)]["kind"] == "near"
+    assert found[("train", 4, "test", 5)]["alignment"] >= 0.97
     assert copies["duplicates"] == []
     assert copies["leak_share"] == {"validation": 1 / 5, "test": round(1 / 6, 6)}
+
+
+def test_pairs_the_features_propose_are_kept_only_where_the_images_align(planted):
+    # Every image's 3 nearest are proposed (any cosine): only the two planted copies align.
+    everything = _copies(planted, min_cosine=-1.0, min_alignment=0.0)
+    aligned = _copies(planted, min_cosine=-1.0, min_alignment=0.97)
+    proposed = len(everything["leaks"]) + len(everything["duplicates"])
+    assert proposed > 10
+    pairs = {(p["a"]["index"], p["b"]["split"], p["b"]["index"]) for p in aligned["leaks"]}
+    assert pairs == {(1, "validation", 4), (4, "test", 5)} and aligned["duplicates"] == []
+    assert aligned["rejected"] == proposed - 2 and everything["rejected"] == 0
+    unrelated = [p["alignment"] for p in everything["leaks"] + everything["duplicates"] if p["alignment"] < 0.97]
+    assert len(unrelated) == proposed - 2 and max(unrelated) < 0.9
+
+
+def test_a_crop_resized_and_recompressed_aligns_with_its_original():
+    original = _photo(7, 96)
+    crop = original.crop((8, 8, 88, 88)).resize((60, 60), Image.Resampling.BICUBIC)  # 1/12 off every side
+    moved = Image.fromarray(np.roll(np.asarray(original), 30, axis=1))  # the same colours, rearranged
+    look = lambda image, quality=95: thumbnail(_encoded(image, quality))  # noqa: E731
+    assert aligned_similarity(look(original), look(original)) == pytest.approx(1.0)
+    assert aligned_similarity(look(original), look(crop, quality=50)) >= 0.97
+    assert aligned_similarity(look(crop, quality=50), look(original)) >= 0.97  # either may be the crop
+    assert aligned_similarity(look(original), look(moved)) < 0.9
+    assert aligned_similarity(look(original), look(_photo(8, 96))) < 0.9
+    flat = np.full((64, 64), 128, dtype=np.float32)
+    assert aligned_similarity(flat, flat) == -1.0  # no texture: nothing to align, never called a copy
 
 
 def test_hash_pairs_keep_the_threshold_in_bits():
@@ -186,6 +220,8 @@ def test_the_audit_command_on_a_folder_finds_the_planted_leak(tmp_path):
 def test_bad_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ArgumentError, match="--model RUN or --backbone"):
         audit(["synthetic", "--model", "runs/x", "--backbone", "resnet18", "--output_dir", str(tmp_path)])
+    with pytest.raises(ArgumentError, match="--min_alignment"):
+        audit(["synthetic", "--min_alignment", "1.5", "--output_dir", str(tmp_path)])
     with pytest.raises(ArgumentError, match="--cv_folds"):
         audit(["synthetic", "--cv_folds", "1", "--output_dir", str(tmp_path)])
     with pytest.raises(ArgumentError, match=r"unknown kind.*typos"):

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowers_hf.audit.alignment import Thumbnails
 from flowers_hf.audit.arguments import AuditArguments
 from flowers_hf.audit.catalog import catalog
 from flowers_hf.audit.duplicates import find_copies
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     features, described = embeddings(data, args, loaded.identity, output_dir)
 
     # The findings, leaks first; their scores; the statistics.
-    copies = find_copies(cat, features, args.hash_distance, args.near_cosine, args.neighbours)
+    copies = find_copies(cat, features, Thumbnails(data, cat), args.hash_distance, args.near_cosine,
+                         args.min_alignment, args.neighbours, args.disable_tqdm)  # fmt: skip
     scores = outlier_scores(features)
     findings = {
         "leaks": copies["leaks"],
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "identity": loaded.identity.to_dict(),
         "features": described,
         "options": vars(args),
-        "summary": summary(findings, copies["leak_share"]),
+        "summary": summary(findings, copies["leak_share"], copies["rejected"]),
         "findings": findings,
         "outlier_scores": {name: scores[cat.split == name].round(6).tolist() for name in data},
         "statistics": statistics,
@@ -97,6 +99,7 @@ def _summary_text(audit: dict[str, Any], path: Path, output_dir: Path) -> str:
         f"Audit of {audit['identity']['name']} ({audit['features']}): {path}, {output_dir / AUDIT_MARKDOWN}",
         f"  leaks         {counts['leaks']:5d}   train copies in validation/test; share affected: {share}",
         f"  duplicates    {counts['duplicates']:5d}   within a split",
+        f"  not copies    {counts['pairs_not_aligned']:5d}   proposed pairs whose images did not align",
         f"  label issues  {counts['label_issues']:5d}   likely mislabelled (cleanlab)",
         f"  outliers      {counts['outliers']:5d}   farthest from every class",
         f"  bad images    {counts['bad_images']:5d}   cannot be decoded; {counts['image_checks']} odd ones",

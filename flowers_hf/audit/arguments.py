@@ -31,6 +31,11 @@ class AuditArguments:
     near_cosine: float = field(
         default=0.97, metadata={"help": "Features at least this cosine-similar are near copies (crops, edits)."}
     )
+    min_alignment: float = field(
+        default=0.97,
+        metadata={"help": "A proposed pair of two files is a copy when one's grey thumbnail, scaled and shifted inside "
+                          "the other, correlates at least this much (normalised cross-correlation; 0: no check)."},
+    )  # fmt: skip
     neighbours: int = field(default=5, metadata={"help": "Nearest neighbours searched per image for near copies."})
     cv_folds: int = field(default=5, metadata={"help": "Folds of the cross-validated classifier for label errors."})
     outlier_share: float = field(
@@ -51,6 +56,8 @@ class AuditArguments:
             raise ArgumentError(f"--hash_distance must be 0-32 bits of 64, got {self.hash_distance}")
         if not 0 < self.near_cosine <= 1:
             raise ArgumentError(f"--near_cosine must be in (0, 1], got {self.near_cosine}")
+        if not 0 <= self.min_alignment <= 1:
+            raise ArgumentError(f"--min_alignment must be in [0, 1], got {self.min_alignment}")
         if self.cv_folds < 2:
             raise ArgumentError(f"--cv_folds must be at least 2, got {self.cv_folds}")
         if not 0 <= self.outlier_share < 1:

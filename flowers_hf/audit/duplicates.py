@@ -1,6 +1,7 @@
-"""Exact and near duplicates within and across splits: perceptual hashes for exact, re-encoded and resized copies,
-feature cosine similarity (scikit-learn's k-NN index) for crops and small edits. A pair with one image in train and
-the other in validation or test is a leak; any other pair is a duplicate."""
+"""Exact and near duplicates within and across splits: perceptual hashes propose exact, re-encoded and resized
+copies, feature cosine similarity (scikit-learn's k-NN index) crops and small edits; a proposed pair that is not the
+same file is kept when its thumbnails align (``alignment.py``). A pair with one image in train and the other in
+validation or test is a leak; any other pair is a duplicate."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
+from tqdm.auto import tqdm
 
+from flowers_hf.audit.alignment import Thumbnails
 from flowers_hf.audit.catalog import Catalog
 
 EVALUATION_SPLITS = ("validation", "test")
@@ -40,21 +43,35 @@ def feature_pairs(features: np.ndarray, min_cosine: float, neighbours: int) -> d
 
 
 def find_copies(
-    cat: Catalog, features: np.ndarray, max_distance: int, min_cosine: float, neighbours: int
+    cat: Catalog,
+    features: np.ndarray,
+    thumbnails: Thumbnails,
+    max_distance: int,
+    min_cosine: float,
+    min_alignment: float,
+    neighbours: int,
+    disable_tqdm: bool = True,
 ) -> dict[str, Any]:
-    """``{"leaks": [...], "duplicates": [...], "leak_share": {split: share}}``: each pair as ``{"a", "b", "kind",
-    "hash_distance", "cosine"}`` (``a`` the earlier row; ``kind`` exact for the same file, else near: re-encoded,
-    resized, cropped or edited), leaks
-    first by split, closest first."""
+    """``{"leaks": [...], "duplicates": [...], "leak_share": {split: share}, "rejected": n}``: each pair as ``{"a",
+    "b", "kind", "hash_distance", "cosine", "alignment", "found_by"}`` (``a`` the earlier row; ``kind`` exact for the
+    same file, else near: re-encoded, resized, cropped or edited), leaks first by split, closest first. A proposed
+    pair of two files is kept when its ``alignment`` is at least ``min_alignment`` (0: every one); ``rejected``
+    counts the others."""
     hashed = hash_pairs(cat.phash, max_distance)
     embedded = feature_pairs(features, min_cosine, neighbours)
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    leaks, duplicates = [], []
-    for i, j in sorted(hashed.keys() | embedded.keys()):
+    leaks, duplicates, rejected = [], [], 0
+    proposed = sorted(hashed.keys() | embedded.keys())
+    for i, j in tqdm(proposed, desc="Aligning the proposed copies", disable=disable_tqdm, leave=False):
+        exact = cat.digest[i] == cat.digest[j]
+        alignment = 1.0 if exact else round(thumbnails.similarity(i, j), 4)
+        if alignment < min_alignment:
+            rejected += 1
+            continue
         bits = hashed.get((i, j), int(np.count_nonzero(cat.phash[i] != cat.phash[j])))
         pair = {
-            "a": cat.item(i), "b": cat.item(j), "kind": "exact" if cat.digest[i] == cat.digest[j] else "near",
-            "hash_distance": bits, "cosine": round(float(unit[i] @ unit[j]), 5),
+            "a": cat.item(i), "b": cat.item(j), "kind": "exact" if exact else "near", "hash_distance": bits,
+            "cosine": round(float(unit[i] @ unit[j]), 5), "alignment": alignment,
             "found_by": [name for name, found in (("hash", hashed), ("features", embedded)) if (i, j) in found],
         }  # fmt: skip
         (leaks if is_leak(str(cat.split[i]), str(cat.split[j])) else duplicates).append(pair)
@@ -63,6 +80,7 @@ def find_copies(
         "leaks": sorted(leaks, key=order),
         "duplicates": sorted(duplicates, key=order),
         "leak_share": leak_share(leaks, cat),
+        "rejected": rejected,
     }
 
 

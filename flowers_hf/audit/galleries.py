@@ -52,7 +52,8 @@ def write_galleries(data: datasets.DatasetDict, findings: dict[str, Any], output
     """``leaks.png``, ``label_issues.png`` and ``outliers.png`` of the first ``size`` findings of each; their names."""
     leaks = [
         ([_thumbnail(data, p["a"]), _thumbnail(data, p["b"])],
-         f"{p['kind']}: {_where(p['a'])}\n= {_where(p['b'])}\n{p['hash_distance']} bits, cos {p['cosine']:.3f}")
+         f"{p['kind']}: {_where(p['a'])}\n= {_where(p['b'])}\n{p['hash_distance']} bits, cos {p['cosine']:.3f}, "
+         f"aligned {p['alignment']:.3f}")
         for p in findings["leaks"][:size]
     ]  # fmt: skip
     labels = [

@@ -19,16 +19,18 @@ def write_audit(audit: dict[str, Any], output_dir: Path) -> Path:
     return path
 
 
-def summary(findings: dict[str, Any], leak_share: dict[str, float]) -> dict[str, Any]:
-    """Counts per kind, and the share of each evaluation split with a copy in train."""
-    return {**{kind: len(items) for kind, items in findings.items()}, "leak_share": leak_share}
+def summary(findings: dict[str, Any], leak_share: dict[str, float], rejected: int) -> dict[str, Any]:
+    """Counts per kind, the share of each evaluation split with a copy in train, and the proposed pairs whose
+    thumbnails did not align."""
+    return {**{kind: len(items) for kind, items in findings.items()}, "leak_share": leak_share,
+            "pairs_not_aligned": rejected}  # fmt: skip
 
 
 def audit_markdown(audit: dict[str, Any]) -> str:
     """The report for people: leaks first, then duplicates, label issues, outliers, image checks, statistics."""
     findings, counts = audit["findings"], audit["summary"]
     share = ", ".join(f"{split} {value:.1%}" for split, value in counts["leak_share"].items())
-    pair_header = ["kind", "first (train side of a leak)", "second", "hash bits", "cosine"]
+    pair_header = ["kind", "first (train side of a leak)", "second", "hash bits", "cosine", "alignment"]
     sections = [
         (f"Leaks: {counts['leaks']} train copies in validation/test (share affected: {share})",
          pair_header, [_pair_row(p) for p in findings["leaks"]]),
@@ -58,7 +60,14 @@ def audit_markdown(audit: dict[str, Any]) -> str:
 
 
 def _pair_row(pair: dict[str, Any]) -> list[Any]:
-    return [pair["kind"], _where(pair["a"]), _where(pair["b"]), pair["hash_distance"], pair["cosine"]]
+    return [
+        pair["kind"],
+        _where(pair["a"]),
+        _where(pair["b"]),
+        pair["hash_distance"],
+        pair["cosine"],
+        pair["alignment"],
+    ]
 
 
 def _statistics_rows(statistics: dict[str, Any]) -> list[list[Any]]:
