@@ -64,6 +64,7 @@ class AuditBenchArguments:
     index_sizes: list[int] = field(default_factory=lambda: [10_000, 30_000, 100_000])
     timing_images_per_class: int = field(default=80, metadata={"help": "Flowers-sized: 102 x 80 = 8,160."})
     seed: int = field(default=0)
+    label_classifier: str = field(default="knn", metadata={"help": "The audit's --label_classifier."})
     work_dir: str | None = field(
         default=None, metadata={"help": "Keep the faulty set and the audits' folders here (default: a temporary one)."}
     )
@@ -178,14 +179,15 @@ def _recall(kind: str, hits: set, kinds: dict) -> float:
     return round(sum(kinds[h] == kind for h in hits) / sum(k == kind for k in kinds.values()), 4)
 
 
-def label_curve(faulty: Path, audit_dir: Path, truth: dict[str, Any], folds: int) -> dict[str, Any]:
+def label_curve(faulty: Path, audit_dir: Path, truth: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
     """The label-error ranking at every cut, not only the set cleanlab flags: train images ordered by cleanlab's
     label quality from the audit's own out-of-sample probabilities (the same features, folds and seed), with the
     best precision at recall >= 0.5 and the precision at a few recalls."""
+    folds, classifier, neighbours = options["cv_folds"], options["label_classifier"], options["label_neighbours"]
     data = load_data(args=DataArguments(dataset=str(faulty))).splits  # the audit's splits, in its row order
     labels = np.concatenate([np.asarray(split["label"]) for split in data.values()])
     (path,) = audit_dir.glob("features-*.safetensors")
-    probabilities = out_of_sample_probabilities(load_file(path)["features"], labels, folds)
+    probabilities = out_of_sample_probabilities(load_file(path)["features"], labels, folds, classifier, neighbours)
     quality = get_label_quality_scores(labels, probabilities)[: len(data["train"])]
     hits = np.isin(np.argsort(quality, kind="stable"), truth["flipped"]).cumsum()
     recall, precision = hits / len(truth["flipped"]), hits / np.arange(1, len(hits) + 1)
@@ -202,12 +204,13 @@ def bench_faults(args: AuditBenchArguments, tmp: Path) -> dict[str, Any]:
     truth = faulty_set(args, tmp / "faulty")
     (tmp / "truth.json").write_text(json.dumps(truth))
     command = [str(tmp / "faulty"), "--model", str(backbone), "--output_dir", str(tmp / "audit"), "--disable_tqdm",
-               "true"]  # fmt: skip
+               "true", "--label_classifier", args.label_classifier]  # fmt: skip
     start = time.perf_counter()
     found = audit(command)
     seconds = time.perf_counter() - start
-    shown = "python -m flowers_hf.audit FAULTY_DIR --model BACKBONE_RUN --output_dir OUT"
-    curve = label_curve(tmp / "faulty", tmp / "audit", truth, found["options"]["cv_folds"])
+    shown = "python -m flowers_hf.audit FAULTY_DIR --model BACKBONE_RUN --output_dir OUT --label_classifier "
+    shown += args.label_classifier
+    curve = label_curve(tmp / "faulty", tmp / "audit", truth, found["options"])
     return {**score(found, truth), **curve, "faults_audit_wall_s": round(seconds, 1), "faults_command": shown}
 
 

@@ -135,10 +135,11 @@ def _clusters(per_class: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return centres[labels] + rng.standard_normal((len(labels), 4)), labels
 
 
-def test_a_flipped_label_is_ranked_among_the_top_suspects():
+@pytest.mark.parametrize("classifier", ["knn", "logistic"])
+def test_a_flipped_label_is_ranked_among_the_top_suspects(classifier):
     features, labels = _clusters()
     labels[7] = 2  # a class-0 image labelled c
-    issues = label_issues(_catalog(labels), features, folds=5)
+    issues = label_issues(_catalog(labels), features, folds=5, classifier=classifier)
     assert 7 in [issue["index"] for issue in issues[:3]]
     top = next(issue for issue in issues if issue["index"] == 7)
     assert (top["given"], top["suggested"], top["file"]) == ("c", "a", "7.png")
@@ -222,6 +223,10 @@ def test_bad_arguments_are_clear_errors(tmp_path):
         audit(["synthetic", "--model", "runs/x", "--backbone", "resnet18", "--output_dir", str(tmp_path)])
     with pytest.raises(ArgumentError, match="--min_alignment"):
         audit(["synthetic", "--min_alignment", "1.5", "--output_dir", str(tmp_path)])
+    with pytest.raises(ArgumentError, match="--label_classifier forest: choose one of knn, logistic"):
+        audit(["synthetic", "--label_classifier", "forest", "--output_dir", str(tmp_path)])
+    with pytest.raises(ArgumentError, match="--label_neighbours"):
+        audit(["synthetic", "--label_neighbours", "0", "--output_dir", str(tmp_path)])
     with pytest.raises(ArgumentError, match="--cv_folds"):
         audit(["synthetic", "--cv_folds", "1", "--output_dir", str(tmp_path)])
     with pytest.raises(ArgumentError, match=r"unknown kind.*typos"):

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     findings = {
         "leaks": copies["leaks"],
         "duplicates": copies["duplicates"],
-        "label_issues": label_issues(cat, features, args.cv_folds),
+        "label_issues": label_issues(cat, features, args.cv_folds, args.label_classifier, args.label_neighbours),
         "outliers": outliers(cat, scores, args.outlier_share),
         "bad_images": _bad_images(output_dir),
         "image_checks": image_checks(cat, args.min_side, args.max_aspect),

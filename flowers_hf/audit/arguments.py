@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from flowers_hf.core.errors import ArgumentError
 
+CLASSIFIERS = ("knn", "logistic")  # flowers_hf.audit.labels.out_of_sample_probabilities's
+
 
 @dataclass
 class AuditArguments:
@@ -38,6 +40,13 @@ class AuditArguments:
     )  # fmt: skip
     neighbours: int = field(default=5, metadata={"help": "Nearest neighbours searched per image for near copies."})
     cv_folds: int = field(default=5, metadata={"help": "Folds of the cross-validated classifier for label errors."})
+    label_classifier: str = field(
+        default="knn",
+        metadata={"help": "For label errors: knn (the nearest images' labels, distance-weighted) or logistic "
+                          "(a logistic regression on the features)."},
+    )  # fmt: skip
+    label_neighbours: int = field(default=20, metadata={"help": "Nearest images whose labels --label_classifier knn "
+                                                                 "weighs."})  # fmt: skip
     outlier_share: float = field(
         default=0.01, metadata={"help": "Share of images, lowest outlier score first, flagged as outliers."}
     )
@@ -58,9 +67,11 @@ class AuditArguments:
             raise ArgumentError(f"--near_cosine must be in (0, 1], got {self.near_cosine}")
         if not 0 <= self.min_alignment <= 1:
             raise ArgumentError(f"--min_alignment must be in [0, 1], got {self.min_alignment}")
+        if self.label_classifier not in CLASSIFIERS:
+            raise ArgumentError(f"--label_classifier {self.label_classifier}: choose one of {', '.join(CLASSIFIERS)}")
         if self.cv_folds < 2:
             raise ArgumentError(f"--cv_folds must be at least 2, got {self.cv_folds}")
         if not 0 <= self.outlier_share < 1:
             raise ArgumentError(f"--outlier_share must be in [0, 1), got {self.outlier_share}")
-        if self.neighbours < 1 or self.batch_size < 1:
-            raise ArgumentError("--neighbours and --batch_size must be at least 1")
+        if min(self.neighbours, self.label_neighbours, self.batch_size) < 1:
+            raise ArgumentError("--neighbours, --label_neighbours and --batch_size must be at least 1")
