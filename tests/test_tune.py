@@ -246,3 +246,23 @@ def test_two_workers_share_one_study_without_running_a_trial_twice(tmp_path):
     assert len({t.user_attrs["worker"] for t in counted}) == 2  # both ran trials
     assert len({tuple(sorted(t.params.items())) for t in counted}) == 4  # each configuration once
     assert len({t.user_attrs["train_flags"][-3] for t in counted}) == 4  # each in its own folder
+
+
+def test_the_benchmark_replays_finished_curves_through_a_pruner():
+    from bench.tune import replay
+
+    curves = [[0.1, 0.2, 0.3], [0.5, 0.6, 0.7], [0.0, 0.0, 0.0], [0.9, 0.9, 0.95]]
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    # The third trial is below the first two's median (0.3) at its first evaluation: stopped there.
+    assert replay(curves, pruner) == (3 + 3 + 1 + 3, 0.95)
+    assert replay(curves, optuna.pruners.NopPruner()) == (12, 0.95)
+
+
+def test_searching_the_schedule_length_with_a_pruner_is_warned_about(caplog):
+    from flowers_hf.tune.space import Parameter
+
+    epochs, rate = Parameter("num_train_epochs", 2, 8, step=1, integer=True), Parameter("learning_rate", 1e-4, 1e-2)
+    assert tune_main.warn_if_the_pruner_compares_schedules([rate, epochs], "median")
+    assert "num_train_epochs is searched and --pruner median" in caplog.text
+    assert not tune_main.warn_if_the_pruner_compares_schedules([rate, epochs], "none")
+    assert not tune_main.warn_if_the_pruner_compares_schedules([rate], "halving")

@@ -74,6 +74,7 @@ def search(argv: list[str]) -> dict:
         raise ArgumentError("--output_dir is the study's folder here; each trial gets OUTPUT_DIR/trials/trial_N")
     args = parse_args(ARGUMENTS, train_argv, prog="train.py")[-1]  # checked now, before any trial
     space = load_space(options.search, ARGUMENTS)
+    warn_if_the_pruner_compares_schedules(space, options.pruner)
     output_dir = Path(options.output_dir)
     study = open_study(options, direction(args.greater_is_better))
     ran = run_worker(study, space, train_argv, options)
@@ -89,6 +90,24 @@ def search(argv: list[str]) -> dict:
     path = write_report(study, output_dir, write_plots(study, output_dir))
     print(f"Study '{study.study_name}': {len(done)} trials; best validation {study.best_value:.4f}; report: {path}")
     return {"best_value": study.best_value, "best_params": study.best_params, "trials_run_here": ran}
+
+
+SCHEDULE_LENGTH = ("num_train_epochs", "max_steps")
+
+
+def warn_if_the_pruner_compares_schedules(space: list, pruner: str) -> bool:
+    """A pruner compares trials at the same evaluation; where the schedule's length is searched, a long trial is then
+    judged early in its learning-rate decay against short ones near their end (BENCHMARKS.md: the best trial was
+    pruned so). Warns, and returns whether it did."""
+    searched = [p.name for p in space if p.name in SCHEDULE_LENGTH]
+    if searched and pruner != "none":
+        logger.warning(
+            "%s is searched and --pruner %s compares trials at the same evaluation: a longer trial, early in its "
+            "schedule, is judged against shorter ones near their end and may be stopped while it would still win. "
+            "Fix the length in the preset and leave it out of --search, or use --pruner none.",
+            " and ".join(searched), pruner,
+        )  # fmt: skip
+    return bool(searched and pruner != "none")
 
 
 def _claim(output_dir: Path) -> bool:

@@ -61,7 +61,7 @@ def open_study(options: SearchArguments, direction: str) -> optuna.Study:
         url, heartbeat_interval=options.heartbeat_interval, grace_period=options.grace_period
     )
     return optuna.create_study(
-        storage=storage, study_name=options.study_name, direction=direction, pruner=_pruner(options),
+        storage=storage, study_name=options.study_name, direction=direction, pruner=make_pruner(options),
         sampler=TrialSeededSampler(options.sampler_seed), load_if_exists=True,
     )  # fmt: skip
 
@@ -95,7 +95,8 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         self._samplers.pop(trial.number, optuna.samplers.TPESampler()).after_trial(study, trial, state, values)
 
 
-def _pruner(options: SearchArguments) -> optuna.pruners.BasePruner:
+def make_pruner(options: SearchArguments) -> optuna.pruners.BasePruner:
+    """The pruner ``--pruner`` and its ``--pruner_*`` options name."""
     if options.pruner == "median":
         return optuna.pruners.MedianPruner(options.pruner_startup_trials, options.pruner_warmup_steps)
     if options.pruner == "halving":
